@@ -1,0 +1,48 @@
+#pragma once
+// Runs a generic lambda with `scalar_t` bound to the C++ type of a runtime DType.
+#include "core/dtype.h"
+#include "core/error.h"
+
+#define SPARTA_CASE(DT, T, ...) \
+  case ::sparta::DType::DT: {   \
+    using scalar_t = T;         \
+    return __VA_ARGS__();       \
+  }
+
+#define SPARTA_DISPATCH_FLOAT(dtype, op, ...)                                               \
+  [&] {                                                                                     \
+    switch (dtype) {                                                                        \
+      SPARTA_CASE(f64, double, __VA_ARGS__)                                                 \
+      SPARTA_CASE(f32, float, __VA_ARGS__)                                                  \
+      SPARTA_CASE(bf16, ::sparta::bf16, __VA_ARGS__)                                        \
+      SPARTA_CASE(f16, ::sparta::f16, __VA_ARGS__)                                          \
+      default:                                                                              \
+        SPARTA_FAIL(op, "expected a floating dtype, got ", ::sparta::dtype_name(dtype));    \
+    }                                                                                       \
+  }()
+
+#define SPARTA_DISPATCH_ALL(dtype, op, ...)                 \
+  [&] {                                                     \
+    switch (dtype) {                                        \
+      SPARTA_CASE(f64, double, __VA_ARGS__)                 \
+      SPARTA_CASE(f32, float, __VA_ARGS__)                  \
+      SPARTA_CASE(bf16, ::sparta::bf16, __VA_ARGS__)        \
+      SPARTA_CASE(f16, ::sparta::f16, __VA_ARGS__)          \
+      SPARTA_CASE(i32, int32_t, __VA_ARGS__)                \
+      SPARTA_CASE(i64, int64_t, __VA_ARGS__)                \
+      SPARTA_CASE(u8, uint8_t, __VA_ARGS__)                 \
+      SPARTA_CASE(boolean, bool, __VA_ARGS__)               \
+    }                                                       \
+    SPARTA_FAIL(op, "unknown dtype");                       \
+  }()
+
+#define SPARTA_DISPATCH_INDEX(dtype, op, ...)                                            \
+  [&] {                                                                                  \
+    switch (dtype) {                                                                     \
+      SPARTA_CASE(i32, int32_t, __VA_ARGS__)                                             \
+      SPARTA_CASE(i64, int64_t, __VA_ARGS__)                                             \
+      default:                                                                           \
+        SPARTA_FAIL(op, "expected an index dtype (i32 or i64), got ",                    \
+                    ::sparta::dtype_name(dtype));                                        \
+    }                                                                                    \
+  }()
