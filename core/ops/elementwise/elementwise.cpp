@@ -49,7 +49,7 @@ const char* binary_name(BinaryOp op) {
 
 // ---- Unary ----------------------------------------------------------------------------------
 bool Unary::differentiable() const {
-  return op_ != UnaryOp::sign && op_ != UnaryOp::gelu_grad && op_ != UnaryOp::gelu_tanh_grad;
+  return op_ != UnaryOp::sign;
 }
 
 Tensors Unary::eval_cpu(const Tensors& in) { return {cpu::unary(op_, in[0])}; }
@@ -74,6 +74,18 @@ Tensors Unary::vjp(const Tensors& primals, const Tensors& cot, const std::vector
     case UnaryOp::reciprocal: return {-(g * y * y)};
     case UnaryOp::gelu: return {g * gelu_grad(x, GeluApprox::none)};
     case UnaryOp::gelu_tanh: return {g * gelu_grad(x, GeluApprox::tanh)};
+    // Second derivatives, so that a gradient of a gradient (and gradcheck of gelu's vjp) is right.
+    case UnaryOp::gelu_grad: {
+      Tensor pdf = exp(square(x) * -0.5) * 0.3989422804014327;  // the standard normal density
+      return {g * pdf * (2.0 - square(x))};
+    }
+    case UnaryOp::gelu_tanh_grad: {
+      constexpr double a = 0.7978845608028654, b = 0.044715;
+      Tensor t = tanh((x + x * x * x * b) * a);
+      Tensor du = (1.0 + square(x) * (3 * b)) * a;
+      Tensor d2u = x * (6 * a * b);
+      return {g * (1.0 - t * t) * (du - x * t * du * du + x * d2u * 0.5)};
+    }
     default: SPARTA_FAIL(name(), "is not differentiable");
   }
 }
