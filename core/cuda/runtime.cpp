@@ -42,6 +42,9 @@ int device_count() {
 }
 
 void* device_malloc(size_t nbytes, int device) {
+  const int n = device_count();
+  SPARTA_CHECK(device >= 0 && device < n, "cuda.malloc", "device cuda:", device, " does not exist (", n,
+               " visible)");
   SPARTA_CUDA_CHECK("cuda.malloc", cudaSetDevice(device));
   configure_pool(device);
   void* p = nullptr;

@@ -1,0 +1,76 @@
+#pragma once
+// Note [BlockLayout]
+// Every sparse attention pattern compiles to this one structure, which every kernel consumes.
+// The sequence is cut into query blocks of block_q positions and key blocks of block_k (the last
+// block of each may be ragged). For each head layout and query block, the CSR lists the key blocks
+// it visits; each entry is *full* (every pair allowed: the kernel skips the element mask) or
+// *partial* (the kernel evaluates attn::mask_allows with the entry's active terms). The CSC lists
+// the same entries by key block, for the backward pass over key blocks.
+//
+// Layouts are built from HeadSpecs (terms, core/attention/mask.h) arithmetically, in time
+// proportional to the blocks listed, never from an N x N mask.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/attention/mask.h"
+
+namespace sparta::attn {
+
+// One head's pattern: the union of its terms (at most 32).
+struct HeadSpec {
+  struct Term {
+    MaskTerm mask;                 // token_begin/n_tokens are filled in by the layout
+    std::vector<int64_t> tokens;   // global terms: positions (any order, duplicates allowed)
+    // Block-level terms (kind all): the (query block, key block) pairs the term lists; empty
+    // with kind all means every block.
+    std::vector<std::pair<int64_t, int64_t>> blocks;
+  };
+  std::vector<Term> terms;
+};
+
+class BlockLayout {
+ public:
+  // heads: one spec shared by every head, or one per head. Throws naming the bad value.
+  static std::shared_ptr<const BlockLayout> build(int64_t seq_len, int64_t block_q, int64_t block_k, bool causal,
+                                                  const std::vector<HeadSpec>& heads, const std::string& pattern);
+
+  int64_t seq_len = 0, block_q = 0, block_k = 0, n_qblocks = 0, n_kblocks = 0;
+  bool causal = false;
+  int n_layouts = 1;  // 1: shared by every head
+
+  // CSR over (layout, query block): entries row_ptr[h * (n_qblocks + 1) + i] ..
+  std::vector<int64_t> row_ptr;
+  std::vector<int32_t> col_idx;        // key block of each entry
+  std::vector<uint8_t> full;           // 1: no element mask needed
+  std::vector<uint32_t> entry_terms;   // bit i: term i of the layout listed this block
+  // CSC over (layout, key block): positions col_ptr[h * (n_kblocks + 1) + j] .. into row_idx/csc_entry.
+  std::vector<int64_t> col_ptr;
+  std::vector<int32_t> row_idx;
+  std::vector<int64_t> csc_entry;      // the CSR entry index
+  // Terms of layout h: terms[term_ptr[h] .. term_ptr[h + 1]); global positions in tokens.
+  std::vector<MaskTerm> terms;
+  std::vector<int64_t> term_ptr;
+  std::vector<int64_t> tokens;
+
+  // Optional token permutation: the kernel attends position perm[i] as if it were i (strided
+  // attention becomes block-dense causal attention inside each residue class).
+  std::vector<int64_t> perm;
+
+  // Layout used by head `head` of a model with any number of heads.
+  int layout_of(int head) const { return n_layouts == 1 ? 0 : head; }
+  int64_t entries(int h) const { return row_ptr[size_t(h) * (n_qblocks + 1) + n_qblocks] - row_ptr[size_t(h) * (n_qblocks + 1)]; }
+  int64_t qblock_len(int64_t i) const { return std::min(block_q, seq_len - i * block_q); }
+  int64_t kblock_len(int64_t j) const { return std::min(block_k, seq_len - j * block_k); }
+
+  // The element predicate, through the block lists (the reference the kernels must agree with).
+  bool allows(int h, int64_t q, int64_t k) const;
+  // Allowed pairs of layout h, counted over the listed blocks (exact, O(listed elements)).
+  int64_t allowed_pairs(int h) const;
+  // Rows x columns of layout h as one byte per pair; for tests and pictures of small N only.
+  std::vector<uint8_t> dense_mask(int h) const;
+};
+
+}  // namespace sparta::attn

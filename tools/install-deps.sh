@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what sparta builds against, from the distribution's packages (Debian 12, Ubuntu 24.04).
+# Runs apt through sudo unless already root; does nothing when everything is present.
+set -euo pipefail
+packages=(build-essential cmake pkg-config libdnnl-dev libtbb-dev libyaml-cpp-dev libboost-test-dev
+          libhdf5-dev libcli11-dev libfmt-dev nlohmann-json3-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
