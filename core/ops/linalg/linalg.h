@@ -1,0 +1,24 @@
+#pragma once
+// Batched matrix multiplication: (..., M, K) @ (..., K, N) with broadcast batch dimensions.
+// f32 goes through oneDNN; bf16/f16 through oneDNN where the CPU has real kernels for them and
+// otherwise through f32 (the values are the same: products accumulate in f32 either way); f64,
+// which exists for checks, through a plain loop.
+#include "core/primitive.h"
+
+namespace sparta {
+
+// Both operands have rank >= 2 and the same dtype (core/ops.h handles 1-D operands and checks).
+class MatMul : public Primitive {
+ public:
+  const char* name() const override { return "matmul"; }
+  Tensors eval_cpu(const Tensors& in) override;
+  Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
+              const Tensors& outputs) override;
+};
+
+namespace cpu {
+// out (batch..., M, N) = a @ b, operands already expanded to out's batch shape (strides may be 0).
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+}  // namespace cpu
+
+}  // namespace sparta
