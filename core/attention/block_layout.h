@@ -55,6 +55,10 @@ class BlockLayout {
   std::vector<int64_t> term_ptr;
   std::vector<int64_t> tokens;
 
+  // Top-k attention (0: off): per query, only the top_k largest scores among the allowed keys are
+  // kept (a data-dependent mask on top of the layout's).
+  int64_t top_k = 0;
+
   // Optional token permutation: the kernel attends position perm[i] as if it were i (strided
   // attention becomes block-dense causal attention inside each residue class).
   std::vector<int64_t> perm;
