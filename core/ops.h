@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/attention/block_layout.h"
 #include "core/primitive.h"
 #include "core/random.h"
 #include "core/tensor.h"
@@ -142,6 +143,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 // Zeroes each element with probability p and scales the rest by 1/(1-p); the mask comes from a
 // Philox stream at (seed, offset) so it can be replayed exactly (backward, recomputation).
 Tensor dropout(const Tensor& x, double p, Generator* gen = nullptr);
+
+// Block-sparse attention (core/ops/attention/attention.h): q, k, v (B, H, N, D) -> (B, H, N, D),
+// softmax(q k^T * scale) v over the pairs the layout allows; scale 0 means 1/sqrt(D).
+Tensor sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                        const std::shared_ptr<const attn::BlockLayout>& layout, double scale = 0);
 
 // ---- joining and indexing -------------------------------------------------------------------
 Tensor concat(const std::vector<Tensor>& xs, int axis = 0);

@@ -1,0 +1,55 @@
+#pragma once
+// Block-sparse attention over a BlockLayout (core/attention/block_layout.h): only the listed
+// blocks are ever computed, with the online softmax of FlashAttention, so a pattern costs what its
+// blocks cost and no N x N matrix exists, forward or backward.
+//
+// q, k, v: (B, H, N, D), one dtype (f64, f32, bf16; accumulation in f32, or f64 for f64).
+// Outputs of the forward primitive: o (B, H, N, D) in the input dtype; lse (B, H, N) the row
+// log-sum-exp in the accumulation type (-inf for a row that sees no key), saved for backward;
+// for top-k layouts also the per-row score threshold (B, H, N).
+#include <memory>
+
+#include "core/attention/block_layout.h"
+#include "core/primitive.h"
+
+namespace sparta {
+
+class SparseAttention : public Primitive {
+ public:
+  SparseAttention(std::shared_ptr<const attn::BlockLayout> layout, double scale)
+      : layout_(std::move(layout)), scale_(scale) {}
+  const char* name() const override { return "sparse_attention"; }
+  Tensors eval_cpu(const Tensors& in) override;
+  Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
+              const Tensors& outputs) override;
+
+ private:
+  std::shared_ptr<const attn::BlockLayout> layout_;
+  double scale_;
+};
+
+// Inputs q, k, v, o, lse, do [, threshold]; outputs dq, dk, dv. Deterministic: dk and dv are
+// reduced per key block over the transposed lists, dq per query block, without atomics.
+class SparseAttentionBackward : public Primitive {
+ public:
+  SparseAttentionBackward(std::shared_ptr<const attn::BlockLayout> layout, double scale)
+      : layout_(std::move(layout)), scale_(scale) {}
+  const char* name() const override { return "sparse_attention_backward"; }
+  Tensors eval_cpu(const Tensors& in) override;
+  bool differentiable() const override { return false; }
+
+ private:
+  std::shared_ptr<const attn::BlockLayout> layout_;
+  double scale_;
+};
+
+namespace cpu {
+// o, lse (and threshold for top-k) are preallocated; inputs contiguous.
+void sparse_attention_forward(const attn::BlockLayout& L, double scale, const Tensor& q, const Tensor& k,
+                              const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& threshold);
+void sparse_attention_backward(const attn::BlockLayout& L, double scale, const Tensor& q, const Tensor& k,
+                               const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& threshold,
+                               const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv);
+}  // namespace cpu
+
+}  // namespace sparta

@@ -1,0 +1,356 @@
+// The CPU kernels of block-sparse attention. Work is split over (batch, head, query block) in the
+// forward pass and the dq pass, and over (batch, head, key block) for dk/dv, so every output block
+// has one writer: no atomics, and results independent of the thread count.
+//
+// Blocks are staged in the accumulation type C (float, or double for f64 inputs); K is staged
+// transposed so that both block products are axpy loops over a contiguous row, which the compiler
+// vectorises without reassociating a reduction.
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/cpu/convert.h"
+#include "core/ops/attention/attention.h"
+
+namespace sparta::cpu {
+namespace {
+
+using attn::BlockLayout;
+
+template <typename C>
+constexpr C kNegInf = -std::numeric_limits<C>::infinity();
+
+// Shapes and pointers shared by the passes.
+struct Dims {
+  int64_t B, H, N, D;
+};
+
+template <typename T, typename C>
+void load_rows(const T* src, int64_t rows, int64_t D, C* dst) {
+  for (int64_t i = 0; i < rows * D; ++i) dst[i] = convert<C>(src[i]);
+}
+
+template <typename T, typename C>
+void load_transposed(const T* src, int64_t rows, int64_t D, C* dst /* D x rows */) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t d = 0; d < D; ++d) dst[d * rows + r] = convert<C>(src[r * D + d]);
+}
+
+// Everything a pass needs to score one (query block, key block) entry of one head.
+template <typename C>
+struct Scorer {
+  const BlockLayout& L;
+  const attn::MaskTerm* terms;  // of this head's layout
+  C scale;
+  const C* threshold;  // per query row of the block (top-k), or null
+
+  // S (rows x cols) = scale * Q Kt, then the element mask (partial blocks) and the top-k threshold.
+  void score(const C* Q, const C* Kt, int64_t rows, int64_t cols, int64_t D, int64_t q0, int64_t k0, int64_t entry,
+             C* S) const {
+    for (int64_t r = 0; r < rows; ++r) {
+      C* s = S + r * cols;
+      for (int64_t c = 0; c < cols; ++c) s[c] = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        const C qv = Q[r * D + d];
+        const C* kt = Kt + d * cols;
+        for (int64_t c = 0; c < cols; ++c) s[c] += qv * kt[c];
+      }
+      for (int64_t c = 0; c < cols; ++c) s[c] *= scale;
+    }
+    if (!L.full[size_t(entry)]) {
+      const uint32_t active = L.entry_terms[size_t(entry)];
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+          if (!attn::mask_allows(terms, L.tokens.data(), active, L.causal, q0 + r, k0 + c)) S[r * cols + c] = kNegInf<C>;
+    }
+    if (threshold) {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+          if (S[r * cols + c] < threshold[r]) S[r * cols + c] = kNegInf<C>;
+    }
+  }
+};
+
+// Top-k: the k-th largest allowed score of each row of one query block (-inf when fewer).
+template <typename T, typename C>
+void topk_thresholds(const Scorer<C>& sc, const T* kbase, int64_t D, int64_t i, int h, const C* Q, int64_t rows,
+                     C* out) {
+  const BlockLayout& L = sc.L;
+  const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(L.n_qblocks + 1);
+  std::vector<std::vector<C>> kept(static_cast<size_t>(rows));
+  std::vector<C> Kt, S;
+  Scorer<C> plain{L, sc.terms, sc.scale, nullptr};
+  for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
+    const int64_t j = L.col_idx[size_t(e)], cols = L.kblock_len(j), k0 = j * L.block_k;
+    Kt.resize(size_t(cols * D));
+    S.resize(size_t(rows * cols));
+    load_transposed(kbase + k0 * D, cols, D, Kt.data());
+    plain.score(Q, Kt.data(), rows, cols, D, i * L.block_q, k0, e, S.data());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        if (S[size_t(r * cols + c)] != kNegInf<C>) kept[size_t(r)].push_back(S[size_t(r * cols + c)]);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    auto& v = kept[size_t(r)];
+    if (int64_t(v.size()) <= L.top_k) {
+      out[r] = kNegInf<C>;
+      continue;
+    }
+    std::nth_element(v.begin(), v.begin() + (L.top_k - 1), v.end(), std::greater<C>());
+    out[r] = v[size_t(L.top_k - 1)];
+  }
+}
+
+template <typename T, typename C>
+void forward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T* k, const T* v, T* o, C* lse,
+             C* threshold) {
+  const int64_t nq = L.n_qblocks, D = dm.D;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * nq, 1), [&](const tbb::blocked_range<int64_t>& range) {
+    std::vector<C> Q, Kt, V, S, acc, m, l;
+    for (int64_t task = range.begin(); task < range.end(); ++task) {
+      const int64_t bh = task / nq, i = task % nq;
+      const int h = L.layout_of(int(bh % dm.H));
+      const int64_t rows = L.qblock_len(i), q0 = i * L.block_q;
+      const int64_t base = bh * dm.N * D;
+      Q.resize(size_t(rows * D));
+      acc.assign(size_t(rows * D), 0);
+      m.assign(size_t(rows), kNegInf<C>);
+      l.assign(size_t(rows), 0);
+      load_rows(q + base + q0 * D, rows, D, Q.data());
+      Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, nullptr};
+      if (threshold) {
+        C* thr = threshold + bh * dm.N + q0;
+        topk_thresholds<T, C>(sc, k + base, D, i, h, Q.data(), rows, thr);
+        sc.threshold = thr;
+      }
+      const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(nq + 1);
+      for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
+        const int64_t j = L.col_idx[size_t(e)], cols = L.kblock_len(j), k0 = j * L.block_k;
+        Kt.resize(size_t(cols * D));
+        V.resize(size_t(cols * D));
+        S.resize(size_t(rows * cols));
+        load_transposed(k + base + k0 * D, cols, D, Kt.data());
+        load_rows(v + base + k0 * D, cols, D, V.data());
+        sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
+        // The online softmax: rescale what was accumulated when a row's running max grows.
+        for (int64_t r = 0; r < rows; ++r) {
+          C* s = S.data() + r * cols;
+          C mx = kNegInf<C>;
+          for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, s[c]);
+          if (mx == kNegInf<C>) continue;
+          const C m_new = std::max(m[size_t(r)], mx);
+          const C alpha = std::exp(m[size_t(r)] - m_new);
+          C sum = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            s[c] = std::exp(s[c] - m_new);
+            sum += s[c];
+          }
+          l[size_t(r)] = l[size_t(r)] * alpha + sum;
+          m[size_t(r)] = m_new;
+          C* a = acc.data() + r * D;
+          for (int64_t d = 0; d < D; ++d) a[d] *= alpha;
+          for (int64_t c = 0; c < cols; ++c) {
+            const C p = s[c];
+            if (p == 0) continue;
+            const C* vr = V.data() + c * D;
+            for (int64_t d = 0; d < D; ++d) a[d] += p * vr[d];
+          }
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const C inv = l[size_t(r)] > 0 ? C(1) / l[size_t(r)] : C(0);
+        T* out = o + base + (q0 + r) * D;
+        for (int64_t d = 0; d < D; ++d) out[d] = convert<T>(acc[size_t(r * D + d)] * inv);
+        lse[bh * dm.N + q0 + r] = l[size_t(r)] > 0 ? m[size_t(r)] + std::log(l[size_t(r)]) : kNegInf<C>;
+      }
+    }
+  });
+}
+
+// P = exp(S - lse) for the rows of a block (0 where masked or where the row sees nothing).
+template <typename C>
+void probabilities(C* S, const C* lse, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const C row_lse = lse[r];
+    C* s = S + r * cols;
+    if (row_lse == kNegInf<C>) {
+      for (int64_t c = 0; c < cols; ++c) s[c] = 0;
+      continue;
+    }
+    for (int64_t c = 0; c < cols; ++c) s[c] = std::exp(s[c] - row_lse);
+  }
+}
+
+// dS = P * (dO V^T - delta), with Vt staged transposed (D x cols).
+template <typename C>
+void score_gradient(const C* P, const C* dO, const C* Vt, const C* delta, int64_t rows, int64_t cols, int64_t D,
+                    C* dS) {
+  for (int64_t r = 0; r < rows; ++r) {
+    C* ds = dS + r * cols;
+    for (int64_t c = 0; c < cols; ++c) ds[c] = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      const C g = dO[r * D + d];
+      const C* vt = Vt + d * cols;
+      for (int64_t c = 0; c < cols; ++c) ds[c] += g * vt[c];
+    }
+    for (int64_t c = 0; c < cols; ++c) ds[c] = P[r * cols + c] * (ds[c] - delta[r]);
+  }
+}
+
+template <typename T, typename C>
+void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T* k, const T* v, const T* o,
+              const C* lse, const C* threshold, const T* dout, T* dq, T* dk, T* dv) {
+  const int64_t nq = L.n_qblocks, nk = L.n_kblocks, D = dm.D, N = dm.N;
+  // delta_r = dO_r . O_r, the softmax backward's row term.
+  std::vector<C> delta(size_t(dm.B * dm.H * N));
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * N, 1024), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t row = r.begin(); row < r.end(); ++row) {
+      C s = 0;
+      for (int64_t d = 0; d < D; ++d) s += convert<C>(dout[row * D + d]) * convert<C>(o[row * D + d]);
+      delta[size_t(row)] = s;
+    }
+  });
+
+  // dK and dV, one key block per task, over the query blocks that list it.
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * nk, 1), [&](const tbb::blocked_range<int64_t>& range) {
+    std::vector<C> Q, Kt, Vt, dO, S, dS, dK, dV;
+    for (int64_t task = range.begin(); task < range.end(); ++task) {
+      const int64_t bh = task / nk, j = task % nk;
+      const int h = L.layout_of(int(bh % dm.H));
+      const int64_t cols = L.kblock_len(j), k0 = j * L.block_k, base = bh * N * D;
+      Kt.resize(size_t(cols * D));
+      Vt.resize(size_t(cols * D));
+      load_transposed(k + base + k0 * D, cols, D, Kt.data());
+      load_transposed(v + base + k0 * D, cols, D, Vt.data());
+      dK.assign(size_t(cols * D), 0);
+      dV.assign(size_t(cols * D), 0);
+      const int64_t* cp = L.col_ptr.data() + size_t(h) * size_t(nk + 1);
+      for (int64_t p = cp[j]; p < cp[j + 1]; ++p) {
+        const int64_t i = L.row_idx[size_t(p)], e = L.csc_entry[size_t(p)];
+        const int64_t rows = L.qblock_len(i), q0 = i * L.block_q;
+        Q.resize(size_t(rows * D));
+        dO.resize(size_t(rows * D));
+        S.resize(size_t(rows * cols));
+        dS.resize(size_t(rows * cols));
+        load_rows(q + base + q0 * D, rows, D, Q.data());
+        load_rows(dout + base + q0 * D, rows, D, dO.data());
+        Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale,
+                     threshold ? threshold + bh * N + q0 : nullptr};
+        sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
+        probabilities(S.data(), lse + bh * N + q0, rows, cols);
+        score_gradient(S.data(), dO.data(), Vt.data(), delta.data() + bh * N + q0, rows, cols, D, dS.data());
+        // dV += P^T dO and dK += scale * dS^T Q, row by row of the query block.
+        for (int64_t r = 0; r < rows; ++r) {
+          const C* go = dO.data() + r * D;
+          const C* qr = Q.data() + r * D;
+          for (int64_t c = 0; c < cols; ++c) {
+            const C pv = S[size_t(r * cols + c)], gs = dS[size_t(r * cols + c)] * scale;
+            C* dvr = dV.data() + c * D;
+            C* dkr = dK.data() + c * D;
+            if (pv != 0) for (int64_t d = 0; d < D; ++d) dvr[d] += pv * go[d];
+            if (gs != 0) for (int64_t d = 0; d < D; ++d) dkr[d] += gs * qr[d];
+          }
+        }
+      }
+      for (int64_t x = 0; x < cols * D; ++x) {
+        dk[base + k0 * D + x] = convert<T>(dK[size_t(x)]);
+        dv[base + k0 * D + x] = convert<T>(dV[size_t(x)]);
+      }
+    }
+  });
+
+  // dQ, one query block per task: dQ += scale * dS K.
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * nq, 1), [&](const tbb::blocked_range<int64_t>& range) {
+    std::vector<C> Q, Kt, Vt, Kr, dO, S, dS, dQ;
+    for (int64_t task = range.begin(); task < range.end(); ++task) {
+      const int64_t bh = task / nq, i = task % nq;
+      const int h = L.layout_of(int(bh % dm.H));
+      const int64_t rows = L.qblock_len(i), q0 = i * L.block_q, base = bh * N * D;
+      Q.resize(size_t(rows * D));
+      dO.resize(size_t(rows * D));
+      dQ.assign(size_t(rows * D), 0);
+      load_rows(q + base + q0 * D, rows, D, Q.data());
+      load_rows(dout + base + q0 * D, rows, D, dO.data());
+      Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? threshold + bh * N + q0 : nullptr};
+      const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(nq + 1);
+      for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
+        const int64_t j = L.col_idx[size_t(e)], cols = L.kblock_len(j), k0 = j * L.block_k;
+        Kt.resize(size_t(cols * D));
+        Vt.resize(size_t(cols * D));
+        Kr.resize(size_t(cols * D));
+        S.resize(size_t(rows * cols));
+        dS.resize(size_t(rows * cols));
+        load_transposed(k + base + k0 * D, cols, D, Kt.data());
+        load_transposed(v + base + k0 * D, cols, D, Vt.data());
+        load_rows(k + base + k0 * D, cols, D, Kr.data());
+        sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
+        probabilities(S.data(), lse + bh * N + q0, rows, cols);
+        score_gradient(S.data(), dO.data(), Vt.data(), delta.data() + bh * N + q0, rows, cols, D, dS.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          C* dqr = dQ.data() + r * D;
+          for (int64_t c = 0; c < cols; ++c) {
+            const C gs = dS[size_t(r * cols + c)] * scale;
+            if (gs == 0) continue;
+            const C* kr = Kr.data() + c * D;
+            for (int64_t d = 0; d < D; ++d) dqr[d] += gs * kr[d];
+          }
+        }
+      }
+      for (int64_t x = 0; x < rows * D; ++x) dq[base + q0 * D + x] = convert<T>(dQ[size_t(x)]);
+    }
+  });
+}
+
+Dims dims_of(const Tensor& q) { return {q.shape(0), q.shape(1), q.shape(2), q.shape(3)}; }
+
+template <typename C>
+const C* maybe(const Tensor& t) {
+  return t.defined() ? t.data<C>() : nullptr;
+}
+
+}  // namespace
+
+void sparse_attention_forward(const BlockLayout& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& o, const Tensor& lse, const Tensor& threshold) {
+  const Dims dm = dims_of(q);
+  switch (q.dtype()) {
+    case DType::f64:
+      return forward<double, double>(L, scale, dm, q.data<double>(), k.data<double>(), v.data<double>(),
+                                     o.data<double>(), lse.data<double>(),
+                                     threshold.defined() ? threshold.data<double>() : nullptr);
+    case DType::f32:
+      return forward<float, float>(L, float(scale), dm, q.data<float>(), k.data<float>(), v.data<float>(),
+                                   o.data<float>(), lse.data<float>(),
+                                   threshold.defined() ? threshold.data<float>() : nullptr);
+    case DType::bf16:
+      return forward<bf16, float>(L, float(scale), dm, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(), o.data<bf16>(),
+                                  lse.data<float>(), threshold.defined() ? threshold.data<float>() : nullptr);
+    default: SPARTA_FAIL("sparse_attention", "no CPU kernel for ", dtype_name(q.dtype()));
+  }
+}
+
+void sparse_attention_backward(const BlockLayout& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                               const Tensor& o, const Tensor& lse, const Tensor& threshold, const Tensor& dout,
+                               const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  const Dims dm = dims_of(q);
+  switch (q.dtype()) {
+    case DType::f64:
+      return backward<double, double>(L, scale, dm, q.data<double>(), k.data<double>(), v.data<double>(),
+                                      o.data<double>(), lse.data<double>(), maybe<double>(threshold),
+                                      dout.data<double>(), dq.data<double>(), dk.data<double>(), dv.data<double>());
+    case DType::f32:
+      return backward<float, float>(L, float(scale), dm, q.data<float>(), k.data<float>(), v.data<float>(),
+                                    o.data<float>(), lse.data<float>(), maybe<float>(threshold), dout.data<float>(),
+                                    dq.data<float>(), dk.data<float>(), dv.data<float>());
+    case DType::bf16:
+      return backward<bf16, float>(L, float(scale), dm, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(),
+                                   o.data<bf16>(), lse.data<float>(), maybe<float>(threshold), dout.data<bf16>(),
+                                   dq.data<bf16>(), dk.data<bf16>(), dv.data<bf16>());
+    default: SPARTA_FAIL("sparse_attention", "no CPU kernel for ", dtype_name(q.dtype()));
+  }
+}
+
+}  // namespace sparta::cpu
