@@ -25,6 +25,7 @@ bool direct(const HeadSpec::Term& t, int64_t bq, int64_t bk, int64_t q, int64_t 
     }
     case TermKind::same_block: return q / m.period == k / m.period;
     case TermKind::summary: return k % m.period >= m.period - m.width;
+    case TermKind::summary_before: return k % m.period >= m.period - m.width && k / m.period < q / m.period;
     case TermKind::global:
       return std::count(t.tokens.begin(), t.tokens.end(), q) > 0 || std::count(t.tokens.begin(), t.tokens.end(), k) > 0;
   }
@@ -76,7 +77,13 @@ void check_layout(const std::string& name, int64_t n, int64_t bq, int64_t bk, bo
         for (int64_t q = i * bq; q < i * bq + L->qblock_len(i); ++q)
           for (int64_t k = j * bk; k < j * bk + L->kblock_len(j); ++k) hits += mask[size_t(q * n + k)];
         BOOST_CHECK_MESSAGE(hits > 0, name << ": empty block (" << i << ", " << j << ") listed");
-        if (L->full[size_t(e)]) BOOST_CHECK_EQUAL(hits, L->qblock_len(i) * L->kblock_len(j));
+        if (L->full[size_t(e)] == BlockLayout::kFull) BOOST_CHECK_EQUAL(hits, L->qblock_len(i) * L->kblock_len(j));
+        if (L->full[size_t(e)] == BlockLayout::kCausal) {
+          int64_t below = 0;
+          for (int64_t q = i * bq; q < i * bq + L->qblock_len(i); ++q)
+            for (int64_t k = j * bk; k < j * bk + L->kblock_len(j); ++k) below += k <= q;
+          BOOST_CHECK_EQUAL(hits, below);
+        }
       }
     }
     // The CSC lists the same entries.
@@ -110,6 +117,9 @@ BOOST_AUTO_TEST_CASE(every_term_kind_matches_its_definition) {
         summary.mask.period = std::min<int64_t>(n, 12);
         summary.mask.width = std::min<int64_t>(summary.mask.period, 3);
         check_layout("fixed" + at, n, bq, bk, causal, {HeadSpec{{same, summary}}});
+        HeadSpec::Term before = summary;
+        before.mask.kind = TermKind::summary_before;
+        check_layout("summary_before" + at, n, bq, bk, causal, {HeadSpec{{before}}});
         HeadSpec::Term global = term(TermKind::global);
         global.tokens = {0, n / 2, n - 1, n / 2};
         check_layout("longformer" + at, n, bq, bk, causal, {HeadSpec{{band(-8, 8, 2), global}}});
@@ -132,7 +142,7 @@ BOOST_AUTO_TEST_CASE(sparse_patterns_list_few_blocks) {
   // Dense causal lists the lower triangle, with full blocks below the diagonal.
   auto D = BlockLayout::build(4096, 64, 64, true, {HeadSpec{{term(TermKind::all)}}}, "dense");
   BOOST_CHECK_EQUAL(D->entries(0), 64 * 65 / 2);
-  BOOST_CHECK_EQUAL(std::count(D->full.begin(), D->full.end(), 0), 64);
+  BOOST_CHECK_EQUAL(std::count(D->full.begin(), D->full.end(), BlockLayout::kCausal), 64);
 }
 
 BOOST_AUTO_TEST_CASE(bad_layouts_are_named_errors) {

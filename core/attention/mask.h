@@ -18,6 +18,7 @@ enum class TermKind : uint8_t {
   band,        // lo <= q - k <= hi and (q - k) % dilation == 0
   same_block,  // q / period == k / period
   summary,     // k % period >= period - width  (the "summary" cells of fixed attention)
+  summary_before,  // summary, and k in an earlier period than q (k / period < q / period)
   global,      // q or k is one of the term's global token positions (sorted)
 };
 
@@ -52,6 +53,7 @@ SPARTA_HD inline bool term_allows(const MaskTerm& t, const int64_t* tokens, int6
     }
     case TermKind::same_block: return q / t.period == k / t.period;
     case TermKind::summary: return k % t.period >= t.period - t.width;
+    case TermKind::summary_before: return k % t.period >= t.period - t.width && k / t.period < q / t.period;
     case TermKind::global:
       return contains_sorted(tokens + t.token_begin, t.n_tokens, q) ||
              contains_sorted(tokens + t.token_begin, t.n_tokens, k);

@@ -68,6 +68,17 @@ class Strided : public Pattern {
     check_fits("strided", "stride", l_, n);
     return HeadSpec{{band(0, l_), band(0, n, l_)}};
   }
+  std::shared_ptr<const attn::BlockLayout> layout(int64_t n, int64_t block, int) const override {
+    check_fits("strided", "stride", l_, n);
+    SPARTA_CHECK(block >= 1, "strided", "block size must be positive, got ", block);
+    const int64_t b = std::min(block, n);
+    auto near = attn::BlockLayout::build(n, b, b, true, {HeadSpec{{band(0, l_)}}}, "strided");
+    if (2 * l_ >= n) return near;
+    auto far = attn::BlockLayout::build_residue_classes(n, b, b, l_, true, HeadSpec{{band(2 * l_, n, l_)}}, "strided");
+    auto chained = std::make_shared<attn::BlockLayout>(*near);
+    chained->next = far;
+    return chained;
+  }
 
  private:
   int64_t l_;
@@ -81,6 +92,25 @@ class Fixed : public Pattern {
     SPARTA_CHECK(c <= l, "fixed", "summary width ", c, " is larger than the block length ", l);
   }
   std::string name() const override { return "fixed"; }
+  std::shared_ptr<const attn::BlockLayout> layout(int64_t n, int64_t block, int) const override {
+    check_fits("fixed", "block length", l_, n);
+    SPARTA_CHECK(block >= 1, "fixed", "block size must be positive, got ", block);
+    const int64_t b = std::min(block, n);
+    HeadSpec::Term same = term(TermKind::same_block), before = term(TermKind::summary_before);
+    same.mask.period = l_;
+    before.mask.period = l_;
+    before.mask.width = c_;
+    auto near = attn::BlockLayout::build(n, b, b, true, {HeadSpec{{same}}}, "fixed");
+    std::vector<int64_t> cells;  // summary cells of every block but the last (no query follows it)
+    for (int64_t s = 0; s + l_ < n; s += l_)
+      for (int64_t k = s + l_ - c_; k < s + l_; ++k) cells.push_back(k);
+    if (cells.empty()) return near;
+    auto far = attn::BlockLayout::build(n, b, std::min<int64_t>(b, int64_t(cells.size())), true, {HeadSpec{{before}}},
+                                        "fixed", cells);
+    auto chained = std::make_shared<attn::BlockLayout>(*near);
+    chained->next = far;
+    return chained;
+  }
   std::string describe() const override {
     return "fixed(l=" + std::to_string(l_) + ", c=" + std::to_string(c_) + ", causal)";
   }

@@ -26,8 +26,8 @@ class Pattern {
   // Top-k selection inside the layout (0: none); see TopK.
   virtual int64_t top_k() const { return 0; }
 
-  // The pattern's BlockLayout for n positions and square blocks of `block` (clamped to n).
-  std::shared_ptr<const attn::BlockLayout> layout(int64_t n, int64_t block, int n_heads = 1) const;
+  // The pattern's BlockLayout for n positions and blocks of `block` (clamped to n).
+  virtual std::shared_ptr<const attn::BlockLayout> layout(int64_t n, int64_t block, int n_heads = 1) const;
 };
 
 using PatternPtr = std::shared_ptr<const Pattern>;
@@ -38,10 +38,14 @@ PatternPtr dense_causal();
 // bidirectional: |q - k| < w.
 PatternPtr local(int64_t window, bool causal = true);
 // Strided (Child et al. 2019, eq. A(1), A(2)): k in [q - l, q] (the previous l tokens) or
-// (q - k) mod l == 0 (every l-th token back); causal.
+// (q - k) mod l == 0 (every l-th token back); causal. Its layout has two segments: the band in
+// sequence order, and the pairs 2l, 3l, ... apart in residue-class order, where they are
+// block-dense (Child et al.'s implementation), so its cost grows like N·sqrt(N) for l ~ sqrt(N).
 PatternPtr strided(int64_t stride);
 // Fixed (Child et al. 2019): floor(k / l) == floor(q / l) (the same block of length l) or
-// k mod l >= l - c (the last c positions, the "summary", of every block); causal.
+// k mod l >= l - c (the last c positions, the "summary", of every block); causal. Its layout has
+// two segments: the same-block part in sequence order, and the summary cells of earlier blocks
+// gathered into dense key blocks, so no block is visited for a few columns.
 PatternPtr fixed(int64_t block_len, int64_t summary);
 // BigBird (Zaheer et al. 2020), at block granularity b (the layout's block): the first g blocks
 // attend to and are attended by every block; block j is visible from block i when |i - j| <= w;

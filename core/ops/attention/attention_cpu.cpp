@@ -28,15 +28,25 @@ struct Dims {
   int64_t B, H, N, D;
 };
 
+// Row p of a block is sequence position pos[p0 + p] (pos empty: the identity), so a permuted
+// segment gathers its rows here and scatters its results in the same way.
+inline int64_t position(const std::vector<int64_t>& pos, int64_t p) { return pos.empty() ? p : pos[size_t(p)]; }
+
 template <typename T, typename C>
-void load_rows(const T* src, int64_t rows, int64_t D, C* dst) {
-  for (int64_t i = 0; i < rows * D; ++i) dst[i] = convert<C>(src[i]);
+void load_rows(const T* base, const std::vector<int64_t>& pos, int64_t p0, int64_t rows, int64_t D, C* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* src = base + position(pos, p0 + r) * D;
+    for (int64_t d = 0; d < D; ++d) dst[r * D + d] = convert<C>(src[d]);
+  }
 }
 
 template <typename T, typename C>
-void load_transposed(const T* src, int64_t rows, int64_t D, C* dst /* D x rows */) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t d = 0; d < D; ++d) dst[d * rows + r] = convert<C>(src[r * D + d]);
+void load_transposed(const T* base, const std::vector<int64_t>& pos, int64_t p0, int64_t rows, int64_t D,
+                     C* dst /* D x rows */) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* src = base + position(pos, p0 + r) * D;
+    for (int64_t d = 0; d < D; ++d) dst[d * rows + r] = convert<C>(src[d]);
+  }
 }
 
 // Everything a pass needs to score one (query block, key block) entry of one head.
@@ -48,6 +58,7 @@ struct Scorer {
   const C* threshold;  // per query row of the block (top-k), or null
 
   // S (rows x cols) = scale * Q Kt, then the element mask (partial blocks) and the top-k threshold.
+  // q0, k0: the blocks' first indices in the segment's (possibly permuted) order.
   void score(const C* Q, const C* Kt, int64_t rows, int64_t cols, int64_t D, int64_t q0, int64_t k0, int64_t entry,
              C* S) const {
     for (int64_t r = 0; r < rows; ++r) {
@@ -60,11 +71,19 @@ struct Scorer {
       }
       for (int64_t c = 0; c < cols; ++c) s[c] *= scale;
     }
-    if (!L.full[size_t(entry)]) {
+    const uint8_t kind = L.full[size_t(entry)];
+    if (kind == BlockLayout::kCausal) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t qp = L.qpos(q0 + r);
+        for (int64_t c = 0; c < cols; ++c)
+          if (L.kpos(k0 + c) > qp) S[r * cols + c] = kNegInf<C>;
+      }
+    } else if (kind == BlockLayout::kPartial) {
       const uint32_t active = L.entry_terms[size_t(entry)];
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c)
-          if (!attn::mask_allows(terms, L.tokens.data(), active, L.causal, q0 + r, k0 + c)) S[r * cols + c] = kNegInf<C>;
+          if (!attn::mask_allows(terms, L.tokens.data(), active, L.causal, L.qpos(q0 + r), L.kpos(k0 + c)))
+            S[r * cols + c] = kNegInf<C>;
     }
     if (threshold) {
       for (int64_t r = 0; r < rows; ++r)
@@ -87,7 +106,7 @@ void topk_thresholds(const Scorer<C>& sc, const T* kbase, int64_t D, int64_t i, 
     const int64_t j = L.col_idx[size_t(e)], cols = L.kblock_len(j), k0 = j * L.block_k;
     Kt.resize(size_t(cols * D));
     S.resize(size_t(rows * cols));
-    load_transposed(kbase + k0 * D, cols, D, Kt.data());
+    load_transposed(kbase, L.k_pos, k0, cols, D, Kt.data());
     plain.score(Q, Kt.data(), rows, cols, D, i * L.block_q, k0, e, S.data());
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c)
@@ -104,12 +123,14 @@ void topk_thresholds(const Scorer<C>& sc, const T* kbase, int64_t D, int64_t i, 
   }
 }
 
+// One segment: o (C, rows by position) and lse by position; rows the segment never reaches keep
+// lse = -inf and o = 0.
 template <typename T, typename C>
-void forward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T* k, const T* v, T* o, C* lse,
+void forward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T* k, const T* v, C* o, C* lse,
              C* threshold) {
   const int64_t nq = L.n_qblocks, D = dm.D;
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * nq, 1), [&](const tbb::blocked_range<int64_t>& range) {
-    std::vector<C> Q, Kt, V, S, acc, m, l;
+    std::vector<C> Q, Kt, V, S, acc, m, l, thr;
     for (int64_t task = range.begin(); task < range.end(); ++task) {
       const int64_t bh = task / nq, i = task % nq;
       const int h = L.layout_of(int(bh % dm.H));
@@ -119,12 +140,13 @@ void forward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T*
       acc.assign(size_t(rows * D), 0);
       m.assign(size_t(rows), kNegInf<C>);
       l.assign(size_t(rows), 0);
-      load_rows(q + base + q0 * D, rows, D, Q.data());
+      load_rows(q + base, L.q_pos, q0, rows, D, Q.data());
       Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, nullptr};
       if (threshold) {
-        C* thr = threshold + bh * dm.N + q0;
-        topk_thresholds<T, C>(sc, k + base, D, i, h, Q.data(), rows, thr);
-        sc.threshold = thr;
+        thr.resize(size_t(rows));
+        topk_thresholds<T, C>(sc, k + base, D, i, h, Q.data(), rows, thr.data());
+        for (int64_t r = 0; r < rows; ++r) threshold[bh * dm.N + L.qpos(q0 + r)] = thr[size_t(r)];
+        sc.threshold = thr.data();
       }
       const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(nq + 1);
       for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
@@ -132,8 +154,8 @@ void forward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T*
         Kt.resize(size_t(cols * D));
         V.resize(size_t(cols * D));
         S.resize(size_t(rows * cols));
-        load_transposed(k + base + k0 * D, cols, D, Kt.data());
-        load_rows(v + base + k0 * D, cols, D, V.data());
+        load_transposed(k + base, L.k_pos, k0, cols, D, Kt.data());
+        load_rows(v + base, L.k_pos, k0, cols, D, V.data());
         sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
         // The online softmax: rescale what was accumulated when a row's running max grows.
         for (int64_t r = 0; r < rows; ++r) {
@@ -161,12 +183,45 @@ void forward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T*
         }
       }
       for (int64_t r = 0; r < rows; ++r) {
+        const int64_t row = bh * dm.N + L.qpos(q0 + r);
         const C inv = l[size_t(r)] > 0 ? C(1) / l[size_t(r)] : C(0);
-        T* out = o + base + (q0 + r) * D;
-        for (int64_t d = 0; d < D; ++d) out[d] = convert<T>(acc[size_t(r * D + d)] * inv);
-        lse[bh * dm.N + q0 + r] = l[size_t(r)] > 0 ? m[size_t(r)] + std::log(l[size_t(r)]) : kNegInf<C>;
+        C* out = o + row * D;
+        for (int64_t d = 0; d < D; ++d) out[d] = acc[size_t(r * D + d)] * inv;
+        lse[row] = l[size_t(r)] > 0 ? m[size_t(r)] + std::log(l[size_t(r)]) : kNegInf<C>;
       }
     }
+  });
+}
+
+// Folds a further segment's (o2, lse2) into (o, lse): the softmax over the union of their keys.
+template <typename C>
+void merge_segment(C* o, C* lse, const C* o2, const C* lse2, int64_t rows, int64_t D) {
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 256), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t row = r.begin(); row < r.end(); ++row) {
+      const C a = lse[row], b = lse2[row];
+      if (b == kNegInf<C>) continue;
+      const C mx = std::max(a, b);
+      const C wa = a == kNegInf<C> ? C(0) : std::exp(a - mx), wb = std::exp(b - mx), total = wa + wb;
+      for (int64_t d = 0; d < D; ++d) o[row * D + d] = (o[row * D + d] * wa + o2[row * D + d] * wb) / total;
+      lse[row] = mx + std::log(total);
+    }
+  });
+}
+
+template <typename T, typename C>
+void forward_all(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T* k, const T* v, T* o, C* lse,
+                 C* threshold) {
+  const int64_t rows = dm.B * dm.H * dm.N;
+  std::vector<C> acc(static_cast<size_t>(rows * dm.D)), acc2, lse2;
+  forward<T, C>(L, scale, dm, q, k, v, acc.data(), lse, threshold);
+  for (const BlockLayout* seg = L.next.get(); seg; seg = seg->next.get()) {
+    acc2.assign(size_t(rows * dm.D), 0);
+    lse2.assign(size_t(rows), kNegInf<C>);
+    forward<T, C>(*seg, scale, dm, q, k, v, acc2.data(), lse2.data(), nullptr);
+    merge_segment(acc.data(), lse, acc2.data(), lse2.data(), rows, dm.D);
+  }
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows * dm.D, 1 << 16), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t x = r.begin(); x < r.end(); ++x) o[x] = convert<T>(acc[size_t(x)]);
   });
 }
 
@@ -200,31 +255,29 @@ void score_gradient(const C* P, const C* dO, const C* Vt, const C* delta, int64_
   }
 }
 
+// One segment's contribution, added into dq, dk, dv (C, rows by position). o and lse are those of
+// the whole attention (every segment), as are delta_r = dO_r . O_r.
 template <typename T, typename C>
-void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T* k, const T* v, const T* o,
-              const C* lse, const C* threshold, const T* dout, T* dq, T* dk, T* dv) {
+void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T* k, const T* v, const C* lse,
+              const C* threshold, const T* dout, const C* delta, C* dq, C* dk, C* dv) {
   const int64_t nq = L.n_qblocks, nk = L.n_kblocks, D = dm.D, N = dm.N;
-  // delta_r = dO_r . O_r, the softmax backward's row term.
-  std::vector<C> delta(size_t(dm.B * dm.H * N));
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * N, 1024), [&](const tbb::blocked_range<int64_t>& r) {
-    for (int64_t row = r.begin(); row < r.end(); ++row) {
-      C s = 0;
-      for (int64_t d = 0; d < D; ++d) s += convert<C>(dout[row * D + d]) * convert<C>(o[row * D + d]);
-      delta[size_t(row)] = s;
-    }
-  });
+  // Rows of a block in position order, for the per-row arrays (lse, delta, threshold).
+  auto gather = [&](const C* src, int64_t bh, int64_t p0, int64_t rows, std::vector<C>& out) {
+    out.resize(size_t(rows));
+    for (int64_t r = 0; r < rows; ++r) out[size_t(r)] = src[bh * N + L.qpos(p0 + r)];
+  };
 
   // dK and dV, one key block per task, over the query blocks that list it.
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * nk, 1), [&](const tbb::blocked_range<int64_t>& range) {
-    std::vector<C> Q, Kt, Vt, dO, S, dS, dK, dV;
+    std::vector<C> Q, Kt, Vt, dO, S, dS, dK, dV, row_lse, row_delta, row_thr;
     for (int64_t task = range.begin(); task < range.end(); ++task) {
       const int64_t bh = task / nk, j = task % nk;
       const int h = L.layout_of(int(bh % dm.H));
       const int64_t cols = L.kblock_len(j), k0 = j * L.block_k, base = bh * N * D;
       Kt.resize(size_t(cols * D));
       Vt.resize(size_t(cols * D));
-      load_transposed(k + base + k0 * D, cols, D, Kt.data());
-      load_transposed(v + base + k0 * D, cols, D, Vt.data());
+      load_transposed(k + base, L.k_pos, k0, cols, D, Kt.data());
+      load_transposed(v + base, L.k_pos, k0, cols, D, Vt.data());
       dK.assign(size_t(cols * D), 0);
       dV.assign(size_t(cols * D), 0);
       const int64_t* cp = L.col_ptr.data() + size_t(h) * size_t(nk + 1);
@@ -235,13 +288,15 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
         dO.resize(size_t(rows * D));
         S.resize(size_t(rows * cols));
         dS.resize(size_t(rows * cols));
-        load_rows(q + base + q0 * D, rows, D, Q.data());
-        load_rows(dout + base + q0 * D, rows, D, dO.data());
-        Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale,
-                     threshold ? threshold + bh * N + q0 : nullptr};
+        load_rows(q + base, L.q_pos, q0, rows, D, Q.data());
+        load_rows(dout + base, L.q_pos, q0, rows, D, dO.data());
+        gather(lse, bh, q0, rows, row_lse);
+        gather(delta, bh, q0, rows, row_delta);
+        if (threshold) gather(threshold, bh, q0, rows, row_thr);
+        Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? row_thr.data() : nullptr};
         sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
-        probabilities(S.data(), lse + bh * N + q0, rows, cols);
-        score_gradient(S.data(), dO.data(), Vt.data(), delta.data() + bh * N + q0, rows, cols, D, dS.data());
+        probabilities(S.data(), row_lse.data(), rows, cols);
+        score_gradient(S.data(), dO.data(), Vt.data(), row_delta.data(), rows, cols, D, dS.data());
         // dV += P^T dO and dK += scale * dS^T Q, row by row of the query block.
         for (int64_t r = 0; r < rows; ++r) {
           const C* go = dO.data() + r * D;
@@ -255,16 +310,19 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
           }
         }
       }
-      for (int64_t x = 0; x < cols * D; ++x) {
-        dk[base + k0 * D + x] = convert<T>(dK[size_t(x)]);
-        dv[base + k0 * D + x] = convert<T>(dV[size_t(x)]);
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t row = bh * N + L.kpos(k0 + c);
+        for (int64_t d = 0; d < D; ++d) {
+          dk[row * D + d] += dK[size_t(c * D + d)];
+          dv[row * D + d] += dV[size_t(c * D + d)];
+        }
       }
     }
   });
 
   // dQ, one query block per task: dQ += scale * dS K.
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * nq, 1), [&](const tbb::blocked_range<int64_t>& range) {
-    std::vector<C> Q, Kt, Vt, Kr, dO, S, dS, dQ;
+    std::vector<C> Q, Kt, Vt, Kr, dO, S, dS, dQ, row_lse, row_delta, row_thr;
     for (int64_t task = range.begin(); task < range.end(); ++task) {
       const int64_t bh = task / nq, i = task % nq;
       const int h = L.layout_of(int(bh % dm.H));
@@ -272,9 +330,12 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
       Q.resize(size_t(rows * D));
       dO.resize(size_t(rows * D));
       dQ.assign(size_t(rows * D), 0);
-      load_rows(q + base + q0 * D, rows, D, Q.data());
-      load_rows(dout + base + q0 * D, rows, D, dO.data());
-      Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? threshold + bh * N + q0 : nullptr};
+      load_rows(q + base, L.q_pos, q0, rows, D, Q.data());
+      load_rows(dout + base, L.q_pos, q0, rows, D, dO.data());
+      gather(lse, bh, q0, rows, row_lse);
+      gather(delta, bh, q0, rows, row_delta);
+      if (threshold) gather(threshold, bh, q0, rows, row_thr);
+      Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? row_thr.data() : nullptr};
       const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(nq + 1);
       for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
         const int64_t j = L.col_idx[size_t(e)], cols = L.kblock_len(j), k0 = j * L.block_k;
@@ -283,12 +344,12 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
         Kr.resize(size_t(cols * D));
         S.resize(size_t(rows * cols));
         dS.resize(size_t(rows * cols));
-        load_transposed(k + base + k0 * D, cols, D, Kt.data());
-        load_transposed(v + base + k0 * D, cols, D, Vt.data());
-        load_rows(k + base + k0 * D, cols, D, Kr.data());
+        load_transposed(k + base, L.k_pos, k0, cols, D, Kt.data());
+        load_transposed(v + base, L.k_pos, k0, cols, D, Vt.data());
+        load_rows(k + base, L.k_pos, k0, cols, D, Kr.data());
         sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
-        probabilities(S.data(), lse + bh * N + q0, rows, cols);
-        score_gradient(S.data(), dO.data(), Vt.data(), delta.data() + bh * N + q0, rows, cols, D, dS.data());
+        probabilities(S.data(), row_lse.data(), rows, cols);
+        score_gradient(S.data(), dO.data(), Vt.data(), row_delta.data(), rows, cols, D, dS.data());
         for (int64_t r = 0; r < rows; ++r) {
           C* dqr = dQ.data() + r * D;
           for (int64_t c = 0; c < cols; ++c) {
@@ -299,7 +360,38 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
           }
         }
       }
-      for (int64_t x = 0; x < rows * D; ++x) dq[base + q0 * D + x] = convert<T>(dQ[size_t(x)]);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t row = bh * N + L.qpos(q0 + r);
+        for (int64_t d = 0; d < D; ++d) dq[row * D + d] += dQ[size_t(r * D + d)];
+      }
+    }
+  });
+}
+
+template <typename T, typename C>
+void backward_all(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T* k, const T* v, const T* o,
+                  const C* lse, const C* threshold, const T* dout, T* dq, T* dk, T* dv) {
+  const int64_t rows = dm.B * dm.H * dm.N, D = dm.D;
+  // delta_r = dO_r . O_r, the softmax backward's row term.
+  const size_t n_rows = static_cast<size_t>(rows), n_elems = static_cast<size_t>(rows * D);
+  std::vector<C> delta(n_rows), gq(n_elems, 0), gk(n_elems, 0), gv(n_elems, 0);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 1024), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t row = r.begin(); row < r.end(); ++row) {
+      C s = 0;
+      for (int64_t d = 0; d < D; ++d) s += convert<C>(dout[row * D + d]) * convert<C>(o[row * D + d]);
+      delta[size_t(row)] = s;
+    }
+  });
+  // Segments run one after the other: within one, every row of dq/dk/dv has a single writer.
+  for (const BlockLayout* seg = &L; seg; seg = seg->next.get()) {
+    backward<T, C>(*seg, scale, dm, q, k, v, lse, seg == &L ? threshold : nullptr, dout, delta.data(), gq.data(),
+                   gk.data(), gv.data());
+  }
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows * D, 1 << 16), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t x = r.begin(); x < r.end(); ++x) {
+      dq[x] = convert<T>(gq[size_t(x)]);
+      dk[x] = convert<T>(gk[size_t(x)]);
+      dv[x] = convert<T>(gv[size_t(x)]);
     }
   });
 }
@@ -318,15 +410,15 @@ void sparse_attention_forward(const BlockLayout& L, double scale, const Tensor& 
   const Dims dm = dims_of(q);
   switch (q.dtype()) {
     case DType::f64:
-      return forward<double, double>(L, scale, dm, q.data<double>(), k.data<double>(), v.data<double>(),
+      return forward_all<double, double>(L, scale, dm, q.data<double>(), k.data<double>(), v.data<double>(),
                                      o.data<double>(), lse.data<double>(),
                                      threshold.defined() ? threshold.data<double>() : nullptr);
     case DType::f32:
-      return forward<float, float>(L, float(scale), dm, q.data<float>(), k.data<float>(), v.data<float>(),
+      return forward_all<float, float>(L, float(scale), dm, q.data<float>(), k.data<float>(), v.data<float>(),
                                    o.data<float>(), lse.data<float>(),
                                    threshold.defined() ? threshold.data<float>() : nullptr);
     case DType::bf16:
-      return forward<bf16, float>(L, float(scale), dm, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(), o.data<bf16>(),
+      return forward_all<bf16, float>(L, float(scale), dm, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(), o.data<bf16>(),
                                   lse.data<float>(), threshold.defined() ? threshold.data<float>() : nullptr);
     default: SPARTA_FAIL("sparse_attention", "no CPU kernel for ", dtype_name(q.dtype()));
   }
@@ -338,15 +430,15 @@ void sparse_attention_backward(const BlockLayout& L, double scale, const Tensor&
   const Dims dm = dims_of(q);
   switch (q.dtype()) {
     case DType::f64:
-      return backward<double, double>(L, scale, dm, q.data<double>(), k.data<double>(), v.data<double>(),
+      return backward_all<double, double>(L, scale, dm, q.data<double>(), k.data<double>(), v.data<double>(),
                                       o.data<double>(), lse.data<double>(), maybe<double>(threshold),
                                       dout.data<double>(), dq.data<double>(), dk.data<double>(), dv.data<double>());
     case DType::f32:
-      return backward<float, float>(L, float(scale), dm, q.data<float>(), k.data<float>(), v.data<float>(),
+      return backward_all<float, float>(L, float(scale), dm, q.data<float>(), k.data<float>(), v.data<float>(),
                                     o.data<float>(), lse.data<float>(), maybe<float>(threshold), dout.data<float>(),
                                     dq.data<float>(), dk.data<float>(), dv.data<float>());
     case DType::bf16:
-      return backward<bf16, float>(L, float(scale), dm, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(),
+      return backward_all<bf16, float>(L, float(scale), dm, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(),
                                    o.data<bf16>(), lse.data<float>(), maybe<float>(threshold), dout.data<bf16>(),
                                    dq.data<bf16>(), dk.data<bf16>(), dv.data<bf16>());
     default: SPARTA_FAIL("sparse_attention", "no CPU kernel for ", dtype_name(q.dtype()));
