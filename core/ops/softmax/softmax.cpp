@@ -14,7 +14,7 @@ Tensor rows_of(const Tensor& x, int axis, std::vector<int>& perm) {
   for (int d = 0; d < x.dim(); ++d)
     if (d != axis) perm.push_back(d);
   perm.push_back(axis);
-  Tensor t = axis == x.dim() - 1 ? x : permute(x, perm);
+  Tensor t = (x.dim() == 0 || axis == x.dim() - 1) ? x : permute(x, perm);
   return reshape(contiguous(t), {-1, x.dim() == 0 ? 1 : x.shape(axis)});
 }
 
@@ -38,6 +38,7 @@ Tensors Softmax::eval_cpu(const Tensors& in) {
 Tensors Softmax::vjp(const Tensors&, const Tensors& cot, const std::vector<int>&, const Tensors& outputs) {
   const Tensor& y = outputs[0];
   const Tensor& g = cot[0];
+  if (y.dim() == 0) return {zeros_like(g)};  // a softmax over one element is constant
   if (log_) return {g - exp(y) * sum(g, {axis_}, true)};
   return {y * (g - sum(g * y, {axis_}, true))};
 }
