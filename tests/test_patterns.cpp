@@ -128,20 +128,25 @@ BOOST_AUTO_TEST_CASE(parsing_and_bitmaps) {
     f << "1..\n11.\n111\n";
   }
   check_error([&] { bitmap_file(path)->layout(64, 8); }, {"[explicit]", "8 x 8"});
+  check_error([&] { bitmap_file(path)->validate(16, 8); }, {"[explicit]", "2 x 2"});
   std::remove(path.c_str());
 }
 
 BOOST_AUTO_TEST_CASE(bad_parameters_name_the_pattern_and_value) {
   check_error([] { local(0); }, {"[local]", "window", "0"});
   check_error([] { local(-3); }, {"[local]", "-3"});
-  check_error([] { local(100)->layout(64, 8); }, {"[local]", "100", "64"});
+  check_error([] { local(100)->validate(64, 8); }, {"[local]", "100", "64"});
+  BOOST_CHECK(local(100)->layout(64, 8)->allows(0, 63, 0));  // a shorter sequence: the window saturates
   check_error([] { strided(0); }, {"[strided]", "stride"});
-  check_error([] { strided(65)->layout(64, 8); }, {"[strided]", "65"});
+  check_error([] { strided(65)->validate(64, 8); }, {"[strided]", "65"});
   check_error([] { fixed(8, 9); }, {"[fixed]", "9"});
   check_error([] { fixed(0, 1); }, {"[fixed]", "block length"});
   check_error([] { top_k(0, 8); }, {"[topk]", "k"});
   check_error([] { top_k(16, 8); }, {"[topk]", "16", "8"});
-  check_error([] { longformer(8, 1, {70})->layout(64, 8); }, {"[longformer]", "70"});
+  check_error([] { longformer(8, 1, {70})->validate(64, 8); }, {"[longformer]", "70"});
+  check_error([] { fixed(128, 4)->validate(64, 8); }, {"[fixed]", "128", "64"});
+  check_error([] { top_k(4, 100)->validate(64, 8); }, {"[topk]", "100"});
+  check_error([] { bigbird(9, 1, 1, 0)->validate(64, 8); }, {"[bigbird]", "9"});
   check_error([] { dense_causal()->layout(64, 0); }, {"[dense]", "block"});
   check_error([] { dense_causal()->layout(0, 8); }, {"[dense]", "sequence length"});
   check_error([] { parse_pattern("fixed:16"); }, {"[pattern]", "fixed:BLOCK_LEN:SUMMARY"});

@@ -47,10 +47,11 @@ class Local : public Pattern {
  public:
   Local(int64_t w, bool causal) : w_(w), causal_(causal) { check_positive("local", "window", w); }
   std::string name() const override { return "local"; }
+  bool retains(int64_t k, int64_t t) const override { return !causal_ || k > t - w_; }
   std::string describe() const override { return "local(w=" + std::to_string(w_) + ", " + flag(causal_) + ")"; }
   bool causal() const override { return causal_; }
-  HeadSpec head_spec(int64_t n, int64_t, int, int) const override {
-    check_fits("local", "window", w_, n);
+  void validate(int64_t n, int64_t) const override { check_fits("local", "window", w_, n); }
+  HeadSpec head_spec(int64_t, int64_t, int, int) const override {
     return HeadSpec{{causal_ ? band(0, w_ - 1) : band(-(w_ - 1), w_ - 1)}};
   }
 
@@ -64,16 +65,15 @@ class Strided : public Pattern {
   explicit Strided(int64_t l) : l_(l) { check_positive("strided", "stride", l); }
   std::string name() const override { return "strided"; }
   std::string describe() const override { return "strided(l=" + std::to_string(l_) + ", causal)"; }
+  void validate(int64_t n, int64_t) const override { check_fits("strided", "stride", l_, n); }
   HeadSpec head_spec(int64_t n, int64_t, int, int) const override {
-    check_fits("strided", "stride", l_, n);
-    return HeadSpec{{band(0, l_), band(0, n, l_)}};
+    return HeadSpec{{band(0, l_), band(0, n, std::min(l_, n))}};
   }
   std::shared_ptr<const attn::BlockLayout> layout(int64_t n, int64_t block, int) const override {
-    check_fits("strided", "stride", l_, n);
     SPARTA_CHECK(block >= 1, "strided", "block size must be positive, got ", block);
     const int64_t b = std::min(block, n);
     auto near = attn::BlockLayout::build(n, b, b, true, {HeadSpec{{band(0, l_)}}}, "strided");
-    if (2 * l_ >= n) return near;
+    if (2 * l_ >= n) return near;  // no pair is 2l or more apart
     auto far = attn::BlockLayout::build_residue_classes(n, b, b, l_, true, HeadSpec{{band(2 * l_, n, l_)}}, "strided");
     auto chained = std::make_shared<attn::BlockLayout>(*near);
     chained->next = far;
@@ -92,18 +92,21 @@ class Fixed : public Pattern {
     SPARTA_CHECK(c <= l, "fixed", "summary width ", c, " is larger than the block length ", l);
   }
   std::string name() const override { return "fixed"; }
+  bool retains(int64_t k, int64_t t) const override { return k >= t / l_ * l_ || k % l_ >= l_ - c_; }
+  void validate(int64_t n, int64_t) const override { check_fits("fixed", "block length", l_, n); }
   std::shared_ptr<const attn::BlockLayout> layout(int64_t n, int64_t block, int) const override {
-    check_fits("fixed", "block length", l_, n);
     SPARTA_CHECK(block >= 1, "fixed", "block size must be positive, got ", block);
     const int64_t b = std::min(block, n);
+    // A block longer than the sequence: one block, causal inside, no summary before it.
+    const int64_t l = std::min(l_, n), c = std::min(c_, l);
     HeadSpec::Term same = term(TermKind::same_block), before = term(TermKind::summary_before);
-    same.mask.period = l_;
-    before.mask.period = l_;
-    before.mask.width = c_;
+    same.mask.period = l;
+    before.mask.period = l;
+    before.mask.width = c;
     auto near = attn::BlockLayout::build(n, b, b, true, {HeadSpec{{same}}}, "fixed");
     std::vector<int64_t> cells;  // summary cells of every block but the last (no query follows it)
-    for (int64_t s = 0; s + l_ < n; s += l_)
-      for (int64_t k = s + l_ - c_; k < s + l_; ++k) cells.push_back(k);
+    for (int64_t s = 0; s + l < n; s += l)
+      for (int64_t k = s + l - c; k < s + l; ++k) cells.push_back(k);
     if (cells.empty()) return near;
     auto far = attn::BlockLayout::build(n, b, std::min<int64_t>(b, int64_t(cells.size())), true, {HeadSpec{{before}}},
                                         "fixed", cells);
@@ -115,11 +118,11 @@ class Fixed : public Pattern {
     return "fixed(l=" + std::to_string(l_) + ", c=" + std::to_string(c_) + ", causal)";
   }
   HeadSpec head_spec(int64_t n, int64_t, int, int) const override {
-    check_fits("fixed", "block length", l_, n);
+    const int64_t l = std::min(l_, n), c = std::min(c_, l);
     HeadSpec::Term same = term(TermKind::same_block), summary = term(TermKind::summary);
-    same.mask.period = l_;
-    summary.mask.period = l_;
-    summary.mask.width = c_;
+    same.mask.period = l;
+    summary.mask.period = l;
+    summary.mask.width = c;
     return HeadSpec{{same, summary}};
   }
 
@@ -141,9 +144,11 @@ class BigBird : public Pattern {
   }
   bool causal() const override { return causal_; }
   bool shared_by_heads() const override { return r_ == 0; }
+  void validate(int64_t n, int64_t block) const override {
+    check_fits("bigbird", "global blocks", g_, (n + block - 1) / block);
+  }
   HeadSpec head_spec(int64_t n, int64_t block, int head, int) const override {
     const int64_t nb = (n + block - 1) / block;
-    check_fits("bigbird", "global blocks", g_, nb);
     HeadSpec::Term t = term(TermKind::all);
     for (int64_t i = 0; i < nb; ++i) {
       const int64_t kmax = causal_ ? i : nb - 1;  // key blocks a query block may see
@@ -183,17 +188,20 @@ class Longformer : public Pattern {
            " global, " + flag(causal_) + ")";
   }
   bool causal() const override { return causal_; }
-  HeadSpec head_spec(int64_t n, int64_t, int, int) const override {
+  void validate(int64_t n, int64_t) const override {
     check_fits("longformer", "window", w_, n);
-    HeadSpec spec{{causal_ ? band(0, (w_ - 1) * d_, d_) : band(-(w_ / 2) * d_, (w_ / 2) * d_, d_)}};
-    if (!g_.empty()) {
-      for (int64_t p : g_) {
-        SPARTA_CHECK(p >= 0 && p < n, "longformer", "global token position ", p, " is outside [0, ", n, ")");
-      }
-      HeadSpec::Term t = term(TermKind::global);
-      t.tokens = g_;
-      spec.terms.push_back(t);
+    for (int64_t p : g_) {
+      SPARTA_CHECK(p >= 0 && p < n, "longformer", "global token position ", p, " is outside [0, ", n, ")");
     }
+  }
+  HeadSpec head_spec(int64_t n, int64_t, int, int) const override {
+    HeadSpec spec{{causal_ ? band(0, (w_ - 1) * d_, d_) : band(-(w_ / 2) * d_, (w_ / 2) * d_, d_)}};
+    HeadSpec::Term t = term(TermKind::global);
+    for (int64_t p : g_) {
+      SPARTA_CHECK(p >= 0, "longformer", "global token position ", p, " is negative");
+      if (p < n) t.tokens.push_back(p);  // positions past a shorter sequence do not exist yet
+    }
+    if (!t.tokens.empty()) spec.terms.push_back(t);
     return spec;
   }
 
@@ -218,18 +226,25 @@ class Explicit : public Pattern {
   bool causal() const override { return causal_; }
   HeadSpec head_spec(int64_t n, int64_t block, int, int) const override {
     const int64_t nb = (n + block - 1) / block;
-    SPARTA_CHECK(grid_ == 0 || grid_ == nb, "explicit", "bitmap ", source_, " is ", grid_, " x ", grid_,
+    SPARTA_CHECK(grid_ == 0 || grid_ >= nb, "explicit", "bitmap ", source_, " is ", grid_, " x ", grid_,
                  " blocks but ", n, " positions in blocks of ", block, " make a ", nb, " x ", nb, " grid");
+    HeadSpec::Term t = term(TermKind::all);
     for (auto [i, j] : blocks_) {
+      if (grid_ > 0 && (i >= nb || j >= nb)) continue;  // a shorter sequence uses the bitmap's top-left corner
       SPARTA_CHECK(i >= 0 && i < nb && j >= 0 && j < nb, "explicit", "block (", i, ", ", j, ")",
                    source_.empty() ? "" : " of " + source_, " is outside the ", nb, " x ", nb, " grid of ", n,
                    " positions in blocks of ", block);
+      t.blocks.push_back({i, j});
     }
-    HeadSpec::Term t = term(TermKind::all);
-    t.blocks = blocks_;
     return HeadSpec{{t}};
   }
   const std::vector<std::pair<int64_t, int64_t>>& blocks() const { return blocks_; }
+  void validate(int64_t n, int64_t block) const override {
+    const int64_t nb = (n + block - 1) / block;
+    SPARTA_CHECK(grid_ == 0 || grid_ == nb, "explicit", "bitmap ", source_, " is ", grid_, " x ", grid_,
+                 " blocks but ", n, " positions in blocks of ", block, " make a ", nb, " x ", nb, " grid");
+    head_spec(n, block, 0, 1);  // pairs outside the grid
+  }
 
  private:
   std::vector<std::pair<int64_t, int64_t>> blocks_;
@@ -246,12 +261,13 @@ class TopK : public Pattern {
     SPARTA_CHECK(k <= w, "topk", "k ", k, " is larger than the attention window ", w);
   }
   std::string name() const override { return "topk"; }
+  bool retains(int64_t k, int64_t t) const override { return k > t - w_; }
   std::string describe() const override {
     return "topk(k=" + std::to_string(k_) + ", window=" + std::to_string(w_) + ", causal)";
   }
   int64_t top_k() const override { return k_; }
-  HeadSpec head_spec(int64_t n, int64_t, int, int) const override {
-    check_fits("topk", "attention_window", w_, n);
+  void validate(int64_t n, int64_t) const override { check_fits("topk", "attention_window", w_, n); }
+  HeadSpec head_spec(int64_t, int64_t, int, int) const override {
     return HeadSpec{{band(0, w_ - 1)}};
   }
 
@@ -270,6 +286,12 @@ class Union : public Pattern {
     }
   }
   std::string name() const override { return "union"; }
+  void validate(int64_t n, int64_t block) const override {
+    for (const PatternPtr& p : parts_) p->validate(n, block);
+  }
+  bool retains(int64_t k, int64_t t) const override {
+    return std::any_of(parts_.begin(), parts_.end(), [&](const PatternPtr& p) { return p->retains(k, t); });
+  }
   std::string describe() const override {
     std::string s;
     for (const PatternPtr& p : parts_) s += (s.empty() ? "" : " + ") + p->describe();
@@ -303,6 +325,12 @@ class PerHead : public Pattern {
     }
   }
   std::string name() const override { return "per_head"; }
+  void validate(int64_t n, int64_t block) const override {
+    for (const PatternPtr& p : ps_) p->validate(n, block);
+  }
+  bool retains(int64_t k, int64_t t) const override {
+    return std::any_of(ps_.begin(), ps_.end(), [&](const PatternPtr& p) { return p->retains(k, t); });
+  }
   std::string describe() const override {
     std::string s;
     for (const PatternPtr& p : ps_) s += (s.empty() ? "" : " | ") + p->describe();

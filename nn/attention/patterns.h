@@ -26,6 +26,16 @@ class Pattern {
   // Top-k selection inside the layout (0: none); see TopK.
   virtual int64_t top_k() const { return 0; }
 
+  // Checks the parameters against a model's sequence length and block (a window, stride or block
+  // length longer than the sequence, a bitmap of the wrong size...): an error naming the pattern
+  // and the value. layout() itself accepts shorter sequences (prompts when decoding), where such
+  // parameters saturate.
+  virtual void validate(int64_t seq_len, int64_t block) const {}
+
+  // Whether key position k can still be attended by some query at position >= t (decoding keeps
+  // only such keys in its cache: a local pattern its window, fixed its block and summary cells).
+  virtual bool retains(int64_t k, int64_t t) const { return true; }
+
   // The pattern's BlockLayout for n positions and blocks of `block` (clamped to n).
   virtual std::shared_ptr<const attn::BlockLayout> layout(int64_t n, int64_t block, int n_heads = 1) const;
 };

@@ -1,6 +1,7 @@
 #include "nn/attention/sparse_attention.h"
 
 #include "core/ops.h"
+#include "nn/positions.h"
 
 namespace sparta::nn {
 
@@ -22,17 +23,30 @@ std::shared_ptr<const attn::BlockLayout> SparseAttention::layout(int64_t t) cons
   return L;
 }
 
-Tensor SparseAttention::forward(const Tensor& x) const {
+QKV SparseAttention::project(const Tensor& x, int64_t offset) const {
   SPARTA_CHECK(x.dim() == 3 && x.shape(2) == options_.d_model, "SparseAttention", "input must be (batch, seq, ",
                options_.d_model, "), got ", shape_str(x.shape()));
   const int64_t B = x.shape(0), T = x.shape(1), H = options_.n_heads, Dh = options_.d_model / H;
   // (B, T, 3, H, Dh) -> (3, B, H, T, Dh)
   Tensor qkv = permute(reshape(qkv_->forward(x), {B, T, 3, H, Dh}), {2, 0, 3, 1, 4});
-  Tensor q = contiguous(squeeze(slice(qkv, 0, 0, 1), 0));
-  Tensor k = contiguous(squeeze(slice(qkv, 0, 1, 2), 0));
-  Tensor v = contiguous(squeeze(slice(qkv, 0, 2, 3), 0));
-  Tensor o = sparse_attention(q, k, v, layout(T));
-  return proj_->forward(reshape(permute(o, {0, 2, 1, 3}), {B, T, options_.d_model}));
+  QKV r{contiguous(squeeze(slice(qkv, 0, 0, 1), 0)), contiguous(squeeze(slice(qkv, 0, 1, 2), 0)),
+        contiguous(squeeze(slice(qkv, 0, 2, 3), 0))};
+  if (options_.rotary) {
+    RotaryTables tables = rotary_tables(offset, T, Dh);
+    r.q = contiguous(apply_rotary(r.q, tables));
+    r.k = contiguous(apply_rotary(r.k, tables));
+  }
+  return r;
+}
+
+Tensor SparseAttention::output(const Tensor& heads) const {
+  const int64_t B = heads.shape(0), T = heads.shape(2);
+  return proj_->forward(reshape(permute(heads, {0, 2, 1, 3}), {B, T, options_.d_model}));
+}
+
+Tensor SparseAttention::forward(const Tensor& x) const {
+  QKV p = project(x, 0);
+  return output(sparse_attention(p.q, p.k, p.v, layout(x.shape(1))));
 }
 
 }  // namespace sparta::nn

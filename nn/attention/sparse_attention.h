@@ -15,12 +15,22 @@ struct SparseAttentionOptions {
   int n_heads = 1;
   PatternPtr pattern;
   int64_t block = 64;  // attention block (clamped to the sequence length)
+  bool rotary = false;  // rotary position embeddings on q and k
+};
+
+// Per-head projections of a chunk of positions: (B, H, T, Dh) each.
+struct QKV {
+  Tensor q, k, v;
 };
 
 class SparseAttention : public Module {
  public:
   explicit SparseAttention(const SparseAttentionOptions& options, Generator* gen = nullptr);
   Tensor forward(const Tensor& x) const;
+  // The pieces of forward, for decoding with a KV cache: projections of positions offset.. (with
+  // rotary applied at those positions), and the output projection of heads (B, H, T, Dh).
+  QKV project(const Tensor& x, int64_t offset) const;
+  Tensor output(const Tensor& heads) const;
   // The layout for sequence length t (built once per length, then cached).
   std::shared_ptr<const attn::BlockLayout> layout(int64_t t) const;
   const SparseAttentionOptions& options() const { return options_; }
