@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/cpu/convert.h"
+#include "core/cpu/fast_exp.h"
 #include "core/ops/attention/attention.h"
 
 namespace sparta::cpu {
@@ -49,6 +50,67 @@ void load_transposed(const T* base, const std::vector<int64_t>& pos, int64_t p0,
   }
 }
 
+// The two block products, register-blocked: a strip of kStrip outputs stays in registers across
+// the whole reduction (the plain loop nest re-loaded and re-stored the output row for every term
+// of the reduction, and was memory-bound).
+constexpr int64_t kStrip = 16;
+
+// S (rows x cols) = A (rows x D) Bt, with Bt staged transposed (D x cols).
+template <typename C>
+void product_abt(const C* A, const C* Bt, int64_t rows, int64_t cols, int64_t D, C* S) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const C* a = A + r * D;
+    C* s = S + r * cols;
+    int64_t c0 = 0;
+    for (; c0 + kStrip <= cols; c0 += kStrip) {
+      C acc[kStrip] = {};
+      for (int64_t d = 0; d < D; ++d) {
+        const C av = a[d];
+        const C* b = Bt + d * cols + c0;
+        for (int64_t j = 0; j < kStrip; ++j) acc[j] += av * b[j];
+      }
+      for (int64_t j = 0; j < kStrip; ++j) s[c0 + j] = acc[j];
+    }
+    for (int64_t c = c0; c < cols; ++c) {
+      C acc = 0;
+      for (int64_t d = 0; d < D; ++d) acc += a[d] * Bt[d * cols + c];
+      s[c] = acc;
+    }
+  }
+}
+
+// Out (rows x D) += P (rows x inner) V (inner x D).
+template <typename C>
+void product_add(const C* P, const C* V, int64_t rows, int64_t inner, int64_t D, C* Out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const C* p = P + r * inner;
+    C* o = Out + r * D;
+    int64_t d0 = 0;
+    for (; d0 + kStrip <= D; d0 += kStrip) {
+      C acc[kStrip];
+      for (int64_t j = 0; j < kStrip; ++j) acc[j] = o[d0 + j];
+      for (int64_t c = 0; c < inner; ++c) {
+        const C pv = p[c];
+        const C* v = V + c * D + d0;
+        for (int64_t j = 0; j < kStrip; ++j) acc[j] += pv * v[j];
+      }
+      for (int64_t j = 0; j < kStrip; ++j) o[d0 + j] = acc[j];
+    }
+    for (int64_t d = d0; d < D; ++d) {
+      C acc = o[d];
+      for (int64_t c = 0; c < inner; ++c) acc += p[c] * V[c * D + d];
+      o[d] = acc;
+    }
+  }
+}
+
+// T (cols x rows) = M (rows x cols) transposed, times a scale.
+template <typename C>
+void transpose_scaled(const C* M, int64_t rows, int64_t cols, C scale, C* T) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) T[c * rows + r] = M[r * cols + c] * scale;
+}
+
 // Everything a pass needs to score one (query block, key block) entry of one head.
 template <typename C>
 struct Scorer {
@@ -61,16 +123,8 @@ struct Scorer {
   // q0, k0: the blocks' first indices in the segment's (possibly permuted) order.
   void score(const C* Q, const C* Kt, int64_t rows, int64_t cols, int64_t D, int64_t q0, int64_t k0, int64_t entry,
              C* S) const {
-    for (int64_t r = 0; r < rows; ++r) {
-      C* s = S + r * cols;
-      for (int64_t c = 0; c < cols; ++c) s[c] = 0;
-      for (int64_t d = 0; d < D; ++d) {
-        const C qv = Q[r * D + d];
-        const C* kt = Kt + d * cols;
-        for (int64_t c = 0; c < cols; ++c) s[c] += qv * kt[c];
-      }
-      for (int64_t c = 0; c < cols; ++c) s[c] *= scale;
-    }
+    product_abt(Q, Kt, rows, cols, D, S);
+    for (int64_t x = 0; x < rows * cols; ++x) S[x] *= scale;
     const uint8_t kind = L.full[size_t(entry)];
     if (kind == BlockLayout::kCausal) {
       for (int64_t r = 0; r < rows; ++r) {
@@ -162,25 +216,22 @@ void forward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T*
           C* s = S.data() + r * cols;
           C mx = kNegInf<C>;
           for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, s[c]);
-          if (mx == kNegInf<C>) continue;
-          const C m_new = std::max(m[size_t(r)], mx);
-          const C alpha = std::exp(m[size_t(r)] - m_new);
-          C sum = 0;
-          for (int64_t c = 0; c < cols; ++c) {
-            s[c] = std::exp(s[c] - m_new);
-            sum += s[c];
+          if (mx == kNegInf<C>) {
+            for (int64_t c = 0; c < cols; ++c) s[c] = 0;  // the row's P, for the block product below
+            continue;
           }
+          const C m_new = std::max(m[size_t(r)], mx);
+          const C alpha = exp_acc(m[size_t(r)] - m_new);
+          // Separate loops: the exponentials vectorise only without the sum beside them.
+          for (int64_t c = 0; c < cols; ++c) s[c] = exp_acc(s[c] - m_new);
+          C sum = 0;
+          for (int64_t c = 0; c < cols; ++c) sum += s[c];
           l[size_t(r)] = l[size_t(r)] * alpha + sum;
           m[size_t(r)] = m_new;
           C* a = acc.data() + r * D;
           for (int64_t d = 0; d < D; ++d) a[d] *= alpha;
-          for (int64_t c = 0; c < cols; ++c) {
-            const C p = s[c];
-            if (p == 0) continue;
-            const C* vr = V.data() + c * D;
-            for (int64_t d = 0; d < D; ++d) a[d] += p * vr[d];
-          }
         }
+        product_add(S.data(), V.data(), rows, cols, D, acc.data());
       }
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t row = bh * dm.N + L.qpos(q0 + r);
@@ -235,7 +286,7 @@ void probabilities(C* S, const C* lse, int64_t rows, int64_t cols) {
       for (int64_t c = 0; c < cols; ++c) s[c] = 0;
       continue;
     }
-    for (int64_t c = 0; c < cols; ++c) s[c] = std::exp(s[c] - row_lse);
+    for (int64_t c = 0; c < cols; ++c) s[c] = exp_acc(s[c] - row_lse);
   }
 }
 
@@ -243,14 +294,9 @@ void probabilities(C* S, const C* lse, int64_t rows, int64_t cols) {
 template <typename C>
 void score_gradient(const C* P, const C* dO, const C* Vt, const C* delta, int64_t rows, int64_t cols, int64_t D,
                     C* dS) {
+  product_abt(dO, Vt, rows, cols, D, dS);
   for (int64_t r = 0; r < rows; ++r) {
     C* ds = dS + r * cols;
-    for (int64_t c = 0; c < cols; ++c) ds[c] = 0;
-    for (int64_t d = 0; d < D; ++d) {
-      const C g = dO[r * D + d];
-      const C* vt = Vt + d * cols;
-      for (int64_t c = 0; c < cols; ++c) ds[c] += g * vt[c];
-    }
     for (int64_t c = 0; c < cols; ++c) ds[c] = P[r * cols + c] * (ds[c] - delta[r]);
   }
 }
@@ -269,7 +315,7 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
 
   // dK and dV, one key block per task, over the query blocks that list it.
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * nk, 1), [&](const tbb::blocked_range<int64_t>& range) {
-    std::vector<C> Q, Kt, Vt, dO, S, dS, dK, dV, row_lse, row_delta, row_thr;
+    std::vector<C> Q, Kt, Vt, dO, S, dS, dK, dV, Tr, row_lse, row_delta, row_thr;
     for (int64_t task = range.begin(); task < range.end(); ++task) {
       const int64_t bh = task / nk, j = task % nk;
       const int h = L.layout_of(int(bh % dm.H));
@@ -297,18 +343,12 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
         sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
         probabilities(S.data(), row_lse.data(), rows, cols);
         score_gradient(S.data(), dO.data(), Vt.data(), row_delta.data(), rows, cols, D, dS.data());
-        // dV += P^T dO and dK += scale * dS^T Q, row by row of the query block.
-        for (int64_t r = 0; r < rows; ++r) {
-          const C* go = dO.data() + r * D;
-          const C* qr = Q.data() + r * D;
-          for (int64_t c = 0; c < cols; ++c) {
-            const C pv = S[size_t(r * cols + c)], gs = dS[size_t(r * cols + c)] * scale;
-            C* dvr = dV.data() + c * D;
-            C* dkr = dK.data() + c * D;
-            if (pv != 0) for (int64_t d = 0; d < D; ++d) dvr[d] += pv * go[d];
-            if (gs != 0) for (int64_t d = 0; d < D; ++d) dkr[d] += gs * qr[d];
-          }
-        }
+        // dV += P^T dO and dK += scale * dS^T Q.
+        Tr.resize(size_t(rows * cols));
+        transpose_scaled(S.data(), rows, cols, C(1), Tr.data());
+        product_add(Tr.data(), dO.data(), cols, rows, D, dV.data());
+        transpose_scaled(dS.data(), rows, cols, scale, Tr.data());
+        product_add(Tr.data(), Q.data(), cols, rows, D, dK.data());
       }
       for (int64_t c = 0; c < cols; ++c) {
         const int64_t row = bh * N + L.kpos(k0 + c);
@@ -350,15 +390,8 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
         sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
         probabilities(S.data(), row_lse.data(), rows, cols);
         score_gradient(S.data(), dO.data(), Vt.data(), row_delta.data(), rows, cols, D, dS.data());
-        for (int64_t r = 0; r < rows; ++r) {
-          C* dqr = dQ.data() + r * D;
-          for (int64_t c = 0; c < cols; ++c) {
-            const C gs = dS[size_t(r * cols + c)] * scale;
-            if (gs == 0) continue;
-            const C* kr = Kr.data() + c * D;
-            for (int64_t d = 0; d < D; ++d) dqr[d] += gs * kr[d];
-          }
-        }
+        for (int64_t x = 0; x < rows * cols; ++x) dS[size_t(x)] *= scale;
+        product_add(dS.data(), Kr.data(), rows, cols, D, dQ.data());
       }
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t row = bh * N + L.qpos(q0 + r);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/cpu/convert.h"
+#include "core/cpu/fast_exp.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/softmax/softmax.h"
@@ -26,11 +27,9 @@ C shifted_row(const T* x, int64_t n, C* buf) {
     buf[c] = convert<C>(x[c]);
     mx = std::max(mx, buf[c]);
   }
+  for (int64_t c = 0; c < n; ++c) buf[c] -= mx;
   C s = 0;
-  for (int64_t c = 0; c < n; ++c) {
-    buf[c] -= mx;
-    s += std::exp(buf[c]);
-  }
+  for (int64_t c = 0; c < n; ++c) s += exp_acc(buf[c]);
   return s;
 }
 
@@ -60,7 +59,7 @@ void softmax_rows(const Tensor& x, const Tensor& out, bool log) {
         for (int64_t c = 0; c < cols; ++c) o[c] = convert<T>(buf[size_t(c)] - log_s);
       } else {
         const C inv = C(1) / s;
-        for (int64_t c = 0; c < cols; ++c) o[c] = convert<T>(std::exp(buf[size_t(c)]) * inv);
+        for (int64_t c = 0; c < cols; ++c) o[c] = convert<T>(exp_acc(buf[size_t(c)]) * inv);
       }
     });
   });
@@ -114,8 +113,8 @@ void cross_entropy_backward_rows(const Tensor& logits, const Tensor& targets, in
       thread_local std::vector<C> buf;
       buf.resize(size_t(cols));
       const C inv = C(1) / shifted_row(px + i * cols, cols, buf.data());
-      for (int64_t c = 0; c < cols; ++c) d[c] = convert<T>(std::exp(buf[size_t(c)]) * inv * scale);
-      d[tgt[i]] = convert<T>((std::exp(buf[size_t(tgt[i])]) * inv - C(1)) * scale);
+      for (int64_t c = 0; c < cols; ++c) d[c] = convert<T>(exp_acc(buf[size_t(c)]) * inv * scale);
+      d[tgt[i]] = convert<T>((exp_acc(buf[size_t(tgt[i])]) * inv - C(1)) * scale);
     });
   });
 }
