@@ -5,5 +5,7 @@
 namespace sparta::apps {
 
 void add_demo_command(CLI::App& app);
+void add_viz_command(CLI::App& app);
+void add_train_commands(CLI::App& app);
 
 }  // namespace sparta::apps

@@ -8,6 +8,8 @@ int main(int argc, char** argv) {
   CLI::App app{"sparta: sparse-transformer training"};
   app.require_subcommand(1);
   sparta::apps::add_demo_command(app);
+  sparta::apps::add_viz_command(app);
+  sparta::apps::add_train_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

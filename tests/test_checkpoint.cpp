@@ -71,7 +71,8 @@ Tensor random_bits(const Shape& shape, DType dtype) {
   static std::mt19937_64 rng(run_seed());
   Tensor t = Tensor::empty(shape, dtype);
   auto* p = static_cast<unsigned char*>(t.data_ptr());
-  for (size_t i = 0; i < t.nbytes(); ++i) p[i] = static_cast<unsigned char>(rng() & (dtype == DType::boolean ? 1 : 255));
+  const unsigned mask = dtype == DType::boolean ? 1 : 255;
+  for (size_t i = 0; i < t.nbytes(); ++i) p[i] = static_cast<unsigned char>(rng() & mask);
   return t;
 }
 
@@ -120,8 +121,9 @@ CheckpointState sample_state(bool long_config = false) {
              {"bytes", random_bits({5}, DType::u8)},
              {"mask", random_bits({2, 2}, DType::boolean)}};
   for (const char* moment : {"exp_avg", "exp_avg_sq"}) {
-    for (const char* p : {"embed.weight", "blocks.0.attn.qkv.weight"}) {
-      s.optimizer.emplace_back(std::string(moment) + "/" + p, random_bits({7, 5}, DType::f32));
+    for (size_t i : {0, 1}) {
+      const auto& [name, param] = s.model[i];
+      s.optimizer.emplace_back(std::string(moment) + "/" + name, random_bits(param.shape(), DType::f32));
     }
   }
   s.optimizer.emplace_back("step", random_bits({}, DType::i64));
@@ -136,7 +138,7 @@ CheckpointState sample_state(bool long_config = false) {
                {"inf", -INFINITY},
                {"tiny", 5e-324}};
   s.config_yaml = "model:\n  d_model: 16\n  name: \"ünïcødé ✓\"  # marker-8c1f2\n";
-  // Over 64 KiB: HDF5 keeps such attributes out of the object header ("dense" storage).
+  // Over 64 KiB, the most an attribute can hold inside an object header.
   if (long_config) {
     for (int i = 0; i < 4000; ++i) s.config_yaml += "# padding line " + std::to_string(i) + " ........\n";
   }
@@ -233,7 +235,7 @@ BOOST_AUTO_TEST_CASE(flipped_bytes_are_reported_as_corruption) {
   check_error([&] { load_checkpoint(path); },
               {"[checkpoint]", path.c_str(), "is corrupt", "checksum of /model/embed.weight"});
 
-  // One character of the config, in the root group's header: HDF5's own metadata checksum sees it.
+  // One character of the config (HDF5 checksums only some of its own metadata; ours covers all).
   at = clean.find("marker-8c1f2");
   BOOST_REQUIRE(at != std::string::npos);
   bad = clean;
@@ -313,6 +315,46 @@ BOOST_AUTO_TEST_CASE(unusable_files_are_named_in_errors) {
   check_error([&] { load_checkpoint(made); }, {made.c_str(), "/state", "no attribute 'step'"});
 }
 
+BOOST_AUTO_TEST_CASE(hdf5_handles_name_the_file_and_object_in_errors) {
+  TempDir dir;
+  const std::string path = dir / "plain.h5";
+  std::lock_guard<std::recursive_mutex> lock(h5::library_mutex());
+  {
+    h5::File f = h5::File::create(path);
+    h5::Group g = f.root().create_group("g");
+    g.set_string_attr("s", "ünï\nline");
+    g.set_double_attr("x", 0.5);
+    // A fixed-length string, as h5py writes numpy bytes and older tools write strings.
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, 8);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(g.id(), "fixed", type, space, H5P_DEFAULT, H5P_DEFAULT);
+    BOOST_REQUIRE(a >= 0 && H5Awrite(a, type, "abc\0\0\0\0\0") >= 0);
+    H5Aclose(a);
+    H5Sclose(space);
+    H5Tclose(type);
+    h5::Dataset d = g.create_dataset("d", H5T_IEEE_F32LE, {2, 3});
+    std::vector<float> v = {1, 2, 3, 4, 5, 6};
+    d.write(H5T_NATIVE_FLOAT, v.data());
+    f.close();
+  }
+  h5::File f = h5::File::open_read_only(path);
+  h5::Group g = f.root().open_group("g");
+  BOOST_CHECK_EQUAL(g.string_attr("s"), "ünï\nline");
+  BOOST_CHECK_EQUAL(g.string_attr("fixed"), "abc");
+  BOOST_CHECK(g.attr_names() == (std::vector<std::string>{"fixed", "s", "x"}));
+  std::vector<float> back(6);
+  g.open_dataset("d").read(H5T_NATIVE_FLOAT, back.data());
+  BOOST_CHECK(back == (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  const std::string where = "[hdf5] " + path + " /g: ";
+  check_error([&] { g.open_dataset("nope"); }, {(where + "has no dataset 'nope'").c_str()});
+  check_error([&] { g.open_group("d"); }, {(where + "has no group 'd'").c_str()});
+  check_error([&] { g.int_attr("x"); }, {(where + "attribute 'x' is not an integer").c_str()});
+  check_error([&] { g.string_attr("missing"); }, {(where + "has no attribute 'missing'").c_str()});
+  check_error([&] { g.create_group("new"); }, {(where + "cannot create group 'new' (").c_str()});  // read-only
+  check_error([&] { h5::File::open_read_only(dir / "none.h5"); }, {"[hdf5]", "none.h5: cannot open the file ("});
+}
+
 BOOST_AUTO_TEST_CASE(bad_names_are_refused_before_anything_is_written) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
@@ -340,8 +382,9 @@ BOOST_AUTO_TEST_CASE(compatibility_errors_name_the_parameter) {
   check_compatible(s, model);  // dtypes may differ
 
   model[0].second = random({96, 32});
-  check_error([&] { check_compatible(s, model); },
-              {"[checkpoint]", "parameter blocks.0.attn.qkv.weight: checkpoint has shape (48, 16), the model (96, 32)"});
+  check_error(
+      [&] { check_compatible(s, model); },
+      {"[checkpoint]", "parameter blocks.0.attn.qkv.weight: checkpoint has shape (48, 16), the model (96, 32)"});
   model[0].second = random({48, 16});
   model.emplace_back("head.weight", random({4, 16}));
   check_error([&] { check_compatible(s, model); }, {"parameter head.weight", "missing from the checkpoint"});

@@ -140,7 +140,7 @@ void maybe_fault(int written) {
   SPARTA_CHECK(n < 0 || written < n, "checkpoint", "injected fault after ", written, " datasets (test hook)");
 }
 
-// Writes one dataset under `group`, making the groups a '/' in its name asks for.
+// Writes one dataset under `section`, making the groups that a '/' in its name asks for.
 Summary write_tensor(const h5::Group& section, const std::string& name, const Tensor& t) {
   std::vector<std::string> parts = split_name(name);
   std::vector<h5::Group> chain;  // keeps every intermediate group open while its child is made

@@ -53,8 +53,8 @@ Object file_access_plist(const std::string& path) {
   // STRONG: H5Fclose closes every object still open in the file, so once it returns the file is
   // really closed and can be fsynced and renamed.
   H5Pset_fclose_degree(id, H5F_CLOSE_STRONG);
-  // The 1.8 format: readable by every HDF5 since 2008 (h5py included), and it stores attributes
-  // over 64 KiB (a long config) densely instead of refusing them.
+  // The 1.8 format: readable by every HDF5 since 2008 (h5py included), with checksummed object
+  // headers and link creation order.
   H5Pset_libver_bounds(id, H5F_LIBVER_V18, H5F_LIBVER_V18);
 #if H5_VERSION_GE(1, 10, 7)
   // Filesystems without flock (some NFS mounts) would otherwise make every open fail.
@@ -140,7 +140,9 @@ Object Object::open_attr(const std::string& key) const {
 
 namespace {
 void write_attr(const Object& owner, const std::string& key, hid_t file_type, hid_t mem_type, const void* value) {
-  if (owner.has_attr(key) && H5Adelete(owner.id(), key.c_str()) < 0) owner.fail("cannot replace attribute '" + key + "'");
+  if (owner.has_attr(key) && H5Adelete(owner.id(), key.c_str()) < 0) {
+    owner.fail("cannot replace attribute '" + key + "'");
+  }
   Object space = scalar_space(owner);
   Object attr = temp(H5Acreate2(owner.id(), key.c_str(), file_type, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
                      owner, "cannot create attribute '" + key + "'");
@@ -163,14 +165,13 @@ void Object::set_double_attr(const std::string& key, double value) const {
 }
 
 void Object::set_string_attr(const std::string& key, const std::string& value) const {
-  // Fixed length, NUL-padded, UTF-8: exact bytes back (HDF5 has no zero-length string type, so
-  // "" is stored as one NUL).
+  // Variable-length UTF-8, as h5py writes strings (and reads them back as str, not bytes); the
+  // bytes live in the file's global heap, so a long config needs no special attribute storage.
   Object type = temp(H5Tcopy(H5T_C_S1), H5Tclose, *this, "cannot create a string type");
-  H5Tset_size(type.id(), value.empty() ? 1 : value.size());
-  H5Tset_strpad(type.id(), H5T_STR_NULLPAD);
+  H5Tset_size(type.id(), H5T_VARIABLE);
   H5Tset_cset(type.id(), H5T_CSET_UTF8);
-  const char zero = 0;
-  write_attr(*this, key, type.id(), type.id(), value.empty() ? &zero : value.data());
+  const char* p = value.c_str();
+  write_attr(*this, key, type.id(), type.id(), &p);
 }
 
 int64_t Object::int_attr(const std::string& key) const {
@@ -197,6 +198,7 @@ std::string Object::string_attr(const std::string& key) const {
   if (H5Tis_variable_str(type.id()) > 0) {  // as h5py writes them
     Object mem = temp(H5Tcopy(H5T_C_S1), H5Tclose, *this, "cannot create a string type");
     H5Tset_size(mem.id(), H5T_VARIABLE);
+    H5Tset_cset(mem.id(), H5Tget_cset(type.id()));  // HDF5 converts neither way between ASCII and UTF-8
     char* p = nullptr;
     if (H5Aread(attr.id(), mem.id(), &p) < 0) fail("cannot read attribute '" + key + "'");
     std::string s = p ? p : "";

@@ -48,7 +48,8 @@ class Object {
   // Closes now, throwing if HDF5 reports a failure (the destructor closes and ignores failures).
   void close();
 
-  // Attributes: scalar int64, float64 or string (fixed- or variable-length strings are read).
+  // Attributes: scalar int64, float64 or UTF-8 string (written variable-length; fixed-length ones
+  // written elsewhere are read too). Strings end at their first NUL.
   bool has_attr(const std::string& key) const;
   void set_int_attr(const std::string& key, int64_t value) const;
   void set_double_attr(const std::string& key, double value) const;

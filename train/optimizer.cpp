@@ -4,6 +4,7 @@
 #include <tbb/parallel_reduce.h>
 
 #include <cmath>
+#include <map>
 
 #include "autograd/autograd.h"
 #include "core/dispatch.h"
@@ -45,15 +46,17 @@ void Optimizer::zero_grad() {
 }
 
 void Optimizer::load_state(const NamedTensors& saved) {
+  // By name: a checkpoint may list the tensors in another order (grouped by prefix).
+  std::map<std::string, Tensor> by_name(saved.begin(), saved.end());
   NamedTensors mine = state();
   SPARTA_CHECK(saved.size() == mine.size(), "optimizer", "checkpoint holds ", saved.size(),
                " optimizer tensors, this optimizer has ", mine.size());
-  for (size_t i = 0; i < mine.size(); ++i) {
-    SPARTA_CHECK(saved[i].first == mine[i].first, "optimizer", "checkpoint tensor '", saved[i].first, "' where '",
-                 mine[i].first, "' was expected");
-    SPARTA_CHECK(saved[i].second.shape() == mine[i].second.shape(), "optimizer", "'", mine[i].first, "' has shape ",
-                 shape_str(mine[i].second.shape()), " but the checkpoint ", shape_str(saved[i].second.shape()));
-    copy_(mine[i].second, saved[i].second);
+  for (auto& [name, t] : mine) {
+    auto it = by_name.find(name);
+    SPARTA_CHECK(it != by_name.end(), "optimizer", "checkpoint has no optimizer tensor '", name, "'");
+    SPARTA_CHECK(it->second.shape() == t.shape(), "optimizer", "'", name, "' has shape ", shape_str(t.shape()),
+                 " but the checkpoint ", shape_str(it->second.shape()));
+    copy_(t, it->second);
   }
 }
 

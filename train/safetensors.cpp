@@ -184,7 +184,8 @@ Safetensors read_safetensors(const std::string& path) {
   in.read(reinterpret_cast<char*>(len), 8);
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t(len[i]) << (8 * i);
-  SPARTA_CHECK(n <= kMaxHeader, "safetensors", path, ": header length ", n, " is over the 100 MB limit (not a safetensors file?)");
+  SPARTA_CHECK(n <= kMaxHeader, "safetensors", path, ": header length ", n,
+               " is over the 100 MB limit (not a safetensors file?)");
   SPARTA_CHECK(n <= size - 8, "safetensors", path, ": header length ", n, " exceeds the ", size - 8,
                " bytes after it (truncated file?)");
   std::string text(n, '\0');

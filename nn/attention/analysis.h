@@ -25,8 +25,9 @@ std::string default_spec(const std::string& name, int64_t n);
 // A spec whose '+'/'|' parts may be bare names, with those replaced by default_spec.
 std::string resolve_spec(const std::string& spec, int64_t n);
 
-// The pattern's layout, after checking n >= 1, 1 <= block <= n and heads >= 1 (errors name the
-// pattern and the value; Pattern::layout alone would clamp the block).
+// The pattern's layout, after checking n >= 1, 1 <= block <= n, heads >= 1 and
+// Pattern::validate (errors name the pattern and the value; Pattern::layout alone would clamp the
+// block and saturate windows longer than n).
 std::shared_ptr<const attn::BlockLayout> checked_layout(const Pattern& p, int64_t n, int64_t block, int heads);
 
 // Whether every position reaches every position it may see (k <= q when causal, all k
@@ -87,8 +88,10 @@ enum class Cell : uint8_t {
 // n x n cells, row = query position; n <= 8192.
 std::vector<Cell> cell_map(const attn::BlockLayout& L, int head);
 // One character per position for n <= 128 ('#' allowed, '-' listed but masked, '.' empty), else
-// one per block x block tile of positions ('#' every pair allowed in full blocks, '+' some pair
-// listed, '.' none). One line per query (block), each ending in '\n'.
+// one per block x block tile of positions ('#' every pair allowed, by full blocks; '+' some pair
+// allowed; '-' pairs computed but none allowed, as in the key blocks a permuted or gathered
+// segment draws from all over the sequence; '.' nothing listed). One line per query (block),
+// each ending in '\n'.
 std::string to_ascii(const attn::BlockLayout& L, int head);
 // An SVG of n x n cells scaled to about max_px, one path per cell kind (merged runs), block grid.
 std::string to_svg(const attn::BlockLayout& L, int head, const std::string& title, int64_t max_px = 1024);

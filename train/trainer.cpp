@@ -1,0 +1,341 @@
+#include "train/trainer.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "autograd/autograd.h"
+#include "core/ops.h"
+#include "data/prefetch.h"
+#include "data/split.h"
+#include "train/atomic_file.h"
+#include "train/checkpoint.h"
+#include "train/checkpoint_manager.h"
+#include "train/lr_schedule.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/progress.h"
+#include "train/tensorboard.h"
+
+namespace sparta::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+// A run that keeps producing non-finite losses or gradients stops after this many in a row.
+constexpr int64_t kMaxConsecutiveSkips = 20;
+
+nn::PositionKind position_kind(Positions p) {
+  switch (p) {
+    case Positions::learned: return nn::PositionKind::learned;
+    case Positions::sinusoidal: return nn::PositionKind::sinusoidal;
+    case Positions::rotary: return nn::PositionKind::rotary;
+  }
+  return nn::PositionKind::learned;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+nn::TransformerConfig transformer_config(const RunConfig& c) {
+  nn::TransformerConfig t;
+  t.vocab_size = c.model.vocab_size;
+  t.d_model = c.model.d_model;
+  t.n_layers = int(c.model.n_layers);
+  t.n_heads = int(c.model.n_heads);
+  t.d_ff = c.model.resolved_d_ff();
+  t.max_seq_len = c.model.seq_len;
+  t.dropout = c.model.dropout;
+  t.positions = position_kind(c.model.positions);
+  t.tie_embeddings = c.model.tie_embeddings;
+  t.block = c.model.block;
+  for (size_t i = 0; i < c.model.attention.size(); ++i) {
+    try {
+      nn::PatternPtr p = nn::parse_pattern(c.model.attention[i]);
+      p->validate(c.model.seq_len, std::min(c.model.block, c.model.seq_len));
+      t.attention.push_back(p);
+    } catch (const Error& e) {
+      SPARTA_FAIL("config", "model.attention[", i, "] '", c.model.attention[i], "': ", e.what());
+    }
+  }
+  return t;
+}
+
+data::TokenSourcePtr open_data(const DataConfig& d) {
+  SPARTA_CHECK(fs::exists(d.path), "data", "data.path '", d.path, "' does not exist");
+  const data::Utf8Mode utf8 = data::utf8_mode_from_name(enum_name(d.utf8));
+  if (d.format == DataFormat::shards) {
+    return fs::is_directory(d.path) ? data::open_shards(d.path, d.glob.empty() ? "*.sptk" : d.glob)
+                                    : data::open_shard(d.path);
+  }
+  if (fs::is_directory(d.path)) return data::open_text_dir(d.path, d.glob.empty() ? "*" : d.glob, utf8);
+  return data::open_text_file(d.path, utf8);
+}
+
+double evaluate_loss(const nn::SparseTransformer& model, const data::TokenSourcePtr& source, int64_t seq_len,
+                     int64_t batch, int64_t max_windows) {
+  autograd::NoGradGuard no_grad;
+  const int64_t windows = (source->size() - 1) / seq_len;
+  SPARTA_CHECK(windows >= 1, "eval", source->describe(), " holds ", source->size(), " tokens; a window needs ",
+               seq_len + 1);
+  const int64_t n = max_windows > 0 ? std::min(windows, max_windows) : windows;
+  double total = 0;
+  int64_t count = 0;
+  std::vector<uint16_t> buf(size_t(seq_len + 1));
+  for (int64_t w0 = 0; w0 < n; w0 += batch) {
+    const int64_t b = std::min(batch, n - w0);
+    std::vector<int64_t> x, y;
+    for (int64_t w = w0; w < w0 + b; ++w) {
+      source->read(w * seq_len, seq_len + 1, buf.data());
+      x.insert(x.end(), buf.begin(), buf.end() - 1);
+      y.insert(y.end(), buf.begin() + 1, buf.end());
+    }
+    Tensor loss = model.loss(from_vector_i64(x, {b, seq_len}), from_vector_i64(y, {b, seq_len}));
+    total += loss.item<double>() * double(b);
+    count += b;
+  }
+  return total / double(count);
+}
+
+RunConfig load_run_config(const std::string& run_dir) {
+  const std::string path = (fs::path(run_dir) / "config.yaml").string();
+  SPARTA_CHECK(fs::exists(path), "resume", "'", run_dir, "' is not a run directory (no config.yaml)");
+  return load_config(path);
+}
+
+struct Trainer::State {
+  RunConfig cfg;
+  TrainerOptions opt;
+  std::string run_dir;
+  Generator gen;
+  std::unique_ptr<nn::SparseTransformer> model;
+  std::unique_ptr<Optimizer> optim;
+  LrSchedule schedule;
+  data::Split split;
+  std::unique_ptr<data::Prefetcher> loader;
+  std::unique_ptr<CheckpointManager> checkpoints;
+  std::unique_ptr<MetricsLog> metrics;
+  std::unique_ptr<EventWriter> events;
+  std::ofstream log;
+  int64_t step = 0;
+  double best_val = INFINITY;
+  double unigram_bits = 0;
+
+  void say(const std::string& line) {
+    log << line << "\n";
+    log.flush();
+    if (!opt.quiet) std::cout << line << std::endl;
+  }
+
+  CheckpointState snapshot() const {
+    CheckpointState c;
+    c.model = model->named_parameters();
+    c.optimizer = optim->state();
+    c.step = step;
+    c.counters = loader->state().to_map("data.");
+    c.counters["rng.seed"] = int64_t(gen.seed());
+    c.counters["rng.offset"] = int64_t(gen.offset());
+    c.scalars["best_val_loss"] = best_val;
+    c.config_yaml = to_yaml(cfg);
+    return c;
+  }
+};
+
+Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>()) {
+  State& s = *s_;
+  s.cfg = std::move(cfg);
+  s.opt = std::move(opt);
+  const RunConfig& c = s.cfg;
+  SPARTA_CHECK(c.device.is_cpu(), "config", "device ", c.device.str(),
+               ": this build trains on the CPU only (the CUDA training step is not there yet)");
+  SPARTA_CHECK(c.precision == Precision::fp32, "config", "precision ", enum_name(c.precision),
+               ": only fp32 training exists yet");
+  const nn::TransformerConfig tc = transformer_config(c);
+
+  // Data before anything is written: a missing, empty or too short corpus stops the run here.
+  data::TokenSourcePtr source = open_data(c.data);
+  SPARTA_CHECK(source->vocab_size() <= c.model.vocab_size, "config", "data '", c.data.path, "' has a vocabulary of ",
+               source->vocab_size(), " but model.vocab_size is ", c.model.vocab_size);
+  s.split = data::split_tail(source, c.data.val_fraction);
+  data::SamplerOptions so;
+  so.batch = c.train.batch_size;
+  so.seq_len = c.model.seq_len;
+  so.seed = c.seed;
+  data::WindowSampler sampler(s.split.train, so);
+
+  s.gen.set_state(c.seed, 0);
+  s.model = std::make_unique<nn::SparseTransformer>(tc, &s.gen);
+  const NamedTensors params = s.model->named_parameters();
+  if (c.optimizer.name == OptimizerKind::adamw) {
+    s.optim = std::make_unique<AdamW>(params, c.optimizer.betas[0], c.optimizer.betas[1], c.optimizer.eps,
+                                      c.optimizer.weight_decay, c.optimizer.no_decay);
+  } else {
+    s.optim = std::make_unique<SGD>(params, c.optimizer.momentum, c.optimizer.weight_decay, c.optimizer.no_decay);
+  }
+  s.schedule = LrSchedule{c.schedule.name, c.optimizer.lr, c.schedule.min_lr, c.schedule.warmup, c.train.steps};
+
+  s.run_dir = (fs::path(s.opt.runs_root) / c.name).string();
+  const std::string ckpt_dir = (fs::path(s.run_dir) / "checkpoints").string();
+  if (s.opt.resume) {
+    SPARTA_CHECK(fs::exists(s.run_dir), "resume", "run directory '", s.run_dir, "' does not exist");
+    s.checkpoints = std::make_unique<CheckpointManager>(ckpt_dir, int(c.checkpoint.keep_last), c.checkpoint.keep_best);
+    auto latest = s.checkpoints->latest();
+    SPARTA_CHECK(latest.has_value(), "resume", "'", s.run_dir, "' has no checkpoint to resume from");
+    CheckpointState st = load_checkpoint(*latest);
+    check_compatible(st, params);
+    std::map<std::string, Tensor> model_state(st.model.begin(), st.model.end());
+    s.model->load_state_dict(model_state);
+    s.optim->load_state(st.optimizer);
+    s.step = st.step;
+    s.gen.set_state(uint64_t(st.counters.at("rng.seed")), uint64_t(st.counters.at("rng.offset")));
+    sampler.set_state(data::SamplerState::from_map(st.counters, "data."));
+    if (st.scalars.count("best_val_loss")) s.best_val = st.scalars.at("best_val_loss");
+  } else {
+    SPARTA_CHECK(!fs::exists(fs::path(s.run_dir) / "checkpoints") || fs::is_empty(fs::path(s.run_dir) / "checkpoints"),
+                 "train", "run directory '", s.run_dir, "' already holds checkpoints: resume it with `sparta resume ",
+                 s.run_dir, "` or choose another name");
+    fs::create_directories(ckpt_dir);
+    s.checkpoints = std::make_unique<CheckpointManager>(ckpt_dir, int(c.checkpoint.keep_last), c.checkpoint.keep_best);
+  }
+  write_file_atomically((fs::path(s.run_dir) / "config.yaml").string(), to_yaml(c));
+  s.loader = std::make_unique<data::Prefetcher>(std::move(sampler), std::max<int64_t>(1, c.data.prefetch));
+  s.metrics = std::make_unique<MetricsLog>((fs::path(s.run_dir) / "metrics.jsonl").string(),
+                                           s.opt.resume ? std::optional<int64_t>(s.step) : std::nullopt);
+  if (c.logging.tensorboard) s.events = std::make_unique<EventWriter>(s.run_dir, s.opt.resume ? s.step : -1);
+  s.log.open((fs::path(s.run_dir) / "log.txt").string(), std::ios::app);
+  // The baseline a model must beat: the entropy of the validation bytes under their own unigram
+  // distribution (what a model that ignores context would reach at best).
+  {
+    std::vector<uint16_t> v = s.split.validation->read_all();
+    std::vector<double> counts(size_t(std::max<int64_t>(c.model.vocab_size, 1)), 0.0);
+    for (uint16_t t : v) counts[t] += 1;
+    double h = 0;
+    for (double n : counts)
+      if (n > 0) h -= n / double(v.size()) * std::log2(n / double(v.size()));
+    s.unigram_bits = h;
+  }
+  s.say((s.opt.resume ? "resuming " : "training ") + s.run_dir + " at step " + std::to_string(s.step) + ": " +
+        std::to_string(s.model->parameter_count()) + " parameters, data " + source->describe() + " (" +
+        std::to_string(s.split.train->size()) + " training / " + std::to_string(s.split.validation->size()) +
+        " validation tokens); unigram entropy of the validation data " + std::to_string(s.unigram_bits).substr(0, 5) +
+        " bits per token");
+}
+
+Trainer::~Trainer() = default;
+
+const nn::SparseTransformer& Trainer::model() const { return *s_->model; }
+const std::string& Trainer::run_dir() const { return s_->run_dir; }
+
+TrainResult Trainer::run() {
+  State& s = *s_;
+  const RunConfig& c = s.cfg;
+  TrainResult result;
+  result.run_dir = s.run_dir;
+  const NamedTensors params = s.model->named_parameters();
+  const int64_t tokens_per_step = c.train.batch_size * c.model.seq_len * c.train.grad_accum;
+  const auto start = std::chrono::steady_clock::now();
+  EtaEstimator eta;
+  int64_t consecutive_skips = 0;
+  const int64_t last = s.opt.stop_after ? std::min(*s.opt.stop_after, c.train.steps) : c.train.steps;
+  s.model->train();
+  while (s.step < last) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t step = s.step + 1;
+    double loss_sum = 0;
+    for (int64_t a = 0; a < c.train.grad_accum; ++a) {
+      data::Batch b = s.loader->next();
+      Tensor loss = s.model->loss(b.inputs, b.targets);
+      loss_sum += loss.item<double>();
+      autograd::backward(loss * (1.0 / double(c.train.grad_accum)));
+    }
+    const double loss = loss_sum / double(c.train.grad_accum);
+    const double norm = clip_grad_norm(params, c.train.grad_clip);
+    const double lr = s.schedule.at(step);
+    s.step = step;
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      // Never applied: the step is dropped and counted.
+      s.optim->zero_grad();
+      ++result.skipped_steps;
+      s.say("step " + std::to_string(step) + ": non-finite " + (std::isfinite(loss) ? "gradient" : "loss") +
+            ", step skipped");
+      SPARTA_CHECK(++consecutive_skips < kMaxConsecutiveSkips, "train", kMaxConsecutiveSkips,
+                   " steps in a row had non-finite losses or gradients; stopping. The last good checkpoint is ",
+                   s.checkpoints->latest().value_or("(none)"));
+      continue;
+    }
+    consecutive_skips = 0;
+    s.optim->step(lr);
+    s.optim->zero_grad();
+    result.last_loss = loss;
+    const double dt = seconds_since(t0);
+    eta.record(dt);
+
+    const bool log_now = c.logging.every > 0 && (step % c.logging.every == 0 || step == last);
+    const bool eval_now = c.train.eval_every > 0 && (step % c.train.eval_every == 0 || step == c.train.steps);
+    MetricsRecord rec;
+    rec.step = step;
+    rec.loss = loss;
+    rec.lr = lr;
+    rec.grad_norm = norm;
+    rec.tokens_per_s = double(tokens_per_step) / dt;
+    rec.elapsed_s = seconds_since(start);
+    rec.memory_bytes = memory_stats(c.device).peak_bytes;
+    if (result.skipped_steps > 0) rec.extra["skipped_steps"] = double(result.skipped_steps);
+    if (eval_now) {
+      s.model->eval();
+      const double v = evaluate_loss(*s.model, s.split.validation, c.model.seq_len, c.train.batch_size,
+                                     c.train.eval_batches * c.train.batch_size);
+      s.model->train();
+      rec.val_loss = v;
+      rec.val_bpb = v / std::log(2.0);
+      rec.val_ppl = std::exp(v);
+      result.val_loss = v;
+      result.val_bpb = *rec.val_bpb;
+      s.best_val = std::min(s.best_val, v);
+    }
+    if (log_now || eval_now) {
+      s.metrics->append(rec);
+      if (s.events) {
+        std::map<std::string, double> scalars = {{"train/loss", loss}, {"train/lr", lr}, {"train/grad_norm", norm},
+                                                 {"train/tokens_per_s", rec.tokens_per_s}};
+        if (rec.val_loss) {
+          scalars["val/loss"] = *rec.val_loss;
+          scalars["val/bpb"] = *rec.val_bpb;
+        }
+        s.events->add_scalars(step, scalars);
+        s.events->flush();
+      }
+      ProgressInfo p;
+      p.step = step;
+      p.total_steps = c.train.steps;
+      p.loss = loss;
+      p.lr = lr;
+      p.tokens_per_s = rec.tokens_per_s;
+      p.memory_bytes = rec.memory_bytes;
+      p.eta_s = eta.eta_s(c.train.steps - step);
+      std::string line = format_progress(p);
+      if (rec.val_loss) {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, " | val loss %.4f bpb %.3f", *rec.val_loss, *rec.val_bpb);
+        line += buf;
+      }
+      s.say(line);
+    }
+    const bool ckpt_now = (c.checkpoint.every > 0 && step % c.checkpoint.every == 0) || step == last;
+    if (ckpt_now) {
+      result.last_checkpoint = s.checkpoints->save(step, s.snapshot(), rec.val_loss);
+      s.say("checkpoint " + result.last_checkpoint);
+    }
+  }
+  result.step = s.step;
+  return result;
+}
+
+}  // namespace sparta::train

@@ -1,0 +1,65 @@
+#pragma once
+// The training loop of a run described by a RunConfig: model, data, optimizer and schedule from
+// the config; a run directory runs/<name>/ with the resolved config.yaml, metrics.jsonl,
+// TensorBoard events, log.txt and checkpoints/; resumption from the latest checkpoint that
+// continues bit for bit as if the run had never stopped.
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "data/token_source.h"
+#include "nn/transformer.h"
+#include "train/config.h"
+
+namespace sparta::train {
+
+struct TrainResult {
+  int64_t step = 0;  // the last completed optimizer step
+  double last_loss = 0;
+  std::optional<double> val_loss, val_bpb;
+  std::string run_dir;
+  std::string last_checkpoint;
+  int64_t skipped_steps = 0;  // steps dropped for a non-finite loss or gradient
+};
+
+struct TrainerOptions {
+  std::string runs_root = "runs";
+  bool resume = false;                 // continue from the run directory's latest checkpoint
+  std::optional<int64_t> stop_after;   // stop (with a checkpoint) after this step, as if interrupted
+  bool quiet = false;                  // no progress lines on stdout (log.txt still gets them)
+};
+
+// The model a config describes (patterns parsed, sizes checked).
+nn::TransformerConfig transformer_config(const RunConfig& config);
+
+class Trainer {
+ public:
+  // Validates everything that can be checked before a step runs (data present and long enough,
+  // patterns against the sequence length, a resumable checkpoint matching the model), then
+  // creates the run directory. Throws sparta::Error naming the file or key at fault.
+  Trainer(RunConfig config, TrainerOptions options = {});
+  ~Trainer();
+  TrainResult run();
+
+  const nn::SparseTransformer& model() const;
+  const std::string& run_dir() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+// Mean next-token loss (nats) over consecutive windows of seq_len + 1 tokens from the start of a
+// source (at most max_windows of them; 0: all), in eval mode; with byte tokens, bits per byte =
+// loss / ln 2.
+double evaluate_loss(const nn::SparseTransformer& model, const data::TokenSourcePtr& source, int64_t seq_len,
+                     int64_t batch, int64_t max_windows);
+
+// The token source a data config names (a text file, a directory of text files, or shards).
+data::TokenSourcePtr open_data(const DataConfig& data);
+
+// Reads runs/<name>/config.yaml back (for `sparta resume`).
+RunConfig load_run_config(const std::string& run_dir);
+
+}  // namespace sparta::train
