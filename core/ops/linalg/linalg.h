@@ -2,7 +2,7 @@
 // Batched matrix multiplication: (..., M, K) @ (..., K, N) with broadcast batch dimensions.
 // f32 goes through oneDNN; bf16/f16 through oneDNN where the CPU has real kernels for them and
 // otherwise through f32 (the values are the same: products accumulate in f32 either way); f64,
-// which exists for checks, through a plain loop.
+// which exists for checks, through a blocked TBB loop (core/ops/linalg/linalg_cpu.cpp).
 #include "core/primitive.h"
 
 namespace sparta {
@@ -17,7 +17,8 @@ class MatMul : public Primitive {
 };
 
 namespace cpu {
-// out (batch..., M, N) = a @ b, operands already expanded to out's batch shape (strides may be 0).
+// out (batch..., M, N) = a (batch_a..., M, K) @ b (batch_b..., K, N), where batch_a and batch_b
+// broadcast to out's batch (NumPy rules, fewer dims allowed); any strides; out contiguous.
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
 }  // namespace cpu
 
