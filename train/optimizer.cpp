@@ -5,9 +5,9 @@
 
 #include <cmath>
 #include <map>
+#include <type_traits>
 
 #include "autograd/autograd.h"
-#include "core/dispatch.h"
 #include "core/ops.h"
 
 namespace sparta::train {
@@ -60,6 +60,22 @@ void Optimizer::load_state(const NamedTensors& saved) {
   }
 }
 
+template <typename Update>
+void Optimizer::each_gradient(Update&& update) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i].second;
+    Tensor g = autograd::grad(p);
+    if (!g.defined()) continue;
+    g = contiguous(cast(g, p.dtype()));
+    const double wd = decays(params_[i].first) ? weight_decay_ : 0.0;
+    if (p.dtype() == DType::f64) {
+      update(i, p.data<double>(), g.data<double>(), wd);
+    } else {
+      update(i, p.data<float>(), g.data<float>(), wd);
+    }
+  }
+}
+
 AdamW::AdamW(NamedTensors params, double beta1, double beta2, double eps, double weight_decay,
              std::vector<std::string> no_decay)
     : Optimizer(std::move(params), weight_decay, std::move(no_decay)), beta1_(beta1), beta2_(beta2), eps_(eps) {
@@ -77,29 +93,18 @@ void AdamW::step(double lr) {
   double* count = step_count_.data<double>();
   *count += 1;
   const double c1 = 1 - std::pow(beta1_, *count), c2 = 1 - std::pow(beta2_, *count);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor& p = params_[i].second;
-    Tensor g = autograd::grad(p);
-    if (!g.defined()) continue;
-    g = contiguous(cast(g, p.dtype()));
-    const double wd = decays(params_[i].first) ? weight_decay_ : 0.0;
-    SPARTA_DISPATCH_FLOAT(p.dtype(), "adamw", [&] {
-      using T = scalar_t;
-      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-        T* w = p.data<T>();
-        const T* gr = g.data<T>();
-        T* m = m_[i].data<T>();
-        T* v = v_[i].data<T>();
-        const T b1 = T(beta1_), b2 = T(beta2_), e = T(eps_), lr_t = T(lr), decay = T(1 - lr * wd);
-        const T ic1 = T(1 / c1), isc2 = T(1 / std::sqrt(c2));
-        parallel_elements(p.numel(), [&](int64_t j) {
-          m[j] = b1 * m[j] + (1 - b1) * gr[j];
-          v[j] = b2 * v[j] + (1 - b2) * gr[j] * gr[j];
-          w[j] = w[j] * decay - lr_t * (m[j] * ic1) / (std::sqrt(v[j]) * isc2 + e);
-        });
-      }
+  each_gradient([&](size_t i, auto* w, const auto* gr, double wd) {
+    using T = std::remove_pointer_t<decltype(w)>;
+    T* m = m_[i].data<T>();
+    T* v = v_[i].data<T>();
+    const T b1 = T(beta1_), b2 = T(beta2_), e = T(eps_), lr_t = T(lr), decay = T(1 - lr * wd);
+    const T ic1 = T(1 / c1), isc2 = T(1 / std::sqrt(c2));
+    parallel_elements(params_[i].second.numel(), [&](int64_t j) {
+      m[j] = b1 * m[j] + (1 - b1) * gr[j];
+      v[j] = b2 * v[j] + (1 - b2) * gr[j] * gr[j];
+      w[j] = w[j] * decay - lr_t * (m[j] * ic1) / (std::sqrt(v[j]) * isc2 + e);
     });
-  }
+  });
 }
 
 NamedTensors AdamW::state() const {
@@ -118,26 +123,15 @@ SGD::SGD(NamedTensors params, double momentum, double weight_decay, std::vector<
 }
 
 void SGD::step(double lr) {
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor& p = params_[i].second;
-    Tensor g = autograd::grad(p);
-    if (!g.defined()) continue;
-    g = contiguous(cast(g, p.dtype()));
-    const double wd = decays(params_[i].first) ? weight_decay_ : 0.0;
-    SPARTA_DISPATCH_FLOAT(p.dtype(), "sgd", [&] {
-      using T = scalar_t;
-      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-        T* w = p.data<T>();
-        const T* gr = g.data<T>();
-        T* b = buf_[i].data<T>();
-        const T mu = T(momentum_), lr_t = T(lr), decay = T(1 - lr * wd);
-        parallel_elements(p.numel(), [&](int64_t j) {
-          b[j] = mu * b[j] + gr[j];
-          w[j] = w[j] * decay - lr_t * b[j];
-        });
-      }
+  each_gradient([&](size_t i, auto* w, const auto* gr, double wd) {
+    using T = std::remove_pointer_t<decltype(w)>;
+    T* b = buf_[i].data<T>();
+    const T mu = T(momentum_), lr_t = T(lr), decay = T(1 - lr * wd);
+    parallel_elements(params_[i].second.numel(), [&](int64_t j) {
+      b[j] = mu * b[j] + gr[j];
+      w[j] = w[j] * decay - lr_t * b[j];
     });
-  }
+  });
 }
 
 NamedTensors SGD::state() const {

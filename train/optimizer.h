@@ -27,6 +27,10 @@ class Optimizer {
 
  protected:
   Optimizer(NamedTensors params, double weight_decay, std::vector<std::string> no_decay);
+  // Calls update(i, w, g, wd) with raw f32 or f64 pointers for every parameter that has a
+  // gradient (cast to the parameter's type), wd its weight decay (0 when excluded by name).
+  template <typename Update>
+  void each_gradient(Update&& update);
   NamedTensors params_;
   double weight_decay_;
   std::vector<std::string> no_decay_;

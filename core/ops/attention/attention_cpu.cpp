@@ -55,30 +55,6 @@ void load_transposed(const T* base, const std::vector<int64_t>& pos, int64_t p0,
 // of the reduction, and was memory-bound).
 constexpr int64_t kStrip = 16;
 
-// S (rows x cols) = A (rows x D) Bt, with Bt staged transposed (D x cols).
-template <typename C>
-void product_abt(const C* A, const C* Bt, int64_t rows, int64_t cols, int64_t D, C* S) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const C* a = A + r * D;
-    C* s = S + r * cols;
-    int64_t c0 = 0;
-    for (; c0 + kStrip <= cols; c0 += kStrip) {
-      C acc[kStrip] = {};
-      for (int64_t d = 0; d < D; ++d) {
-        const C av = a[d];
-        const C* b = Bt + d * cols + c0;
-        for (int64_t j = 0; j < kStrip; ++j) acc[j] += av * b[j];
-      }
-      for (int64_t j = 0; j < kStrip; ++j) s[c0 + j] = acc[j];
-    }
-    for (int64_t c = c0; c < cols; ++c) {
-      C acc = 0;
-      for (int64_t d = 0; d < D; ++d) acc += a[d] * Bt[d * cols + c];
-      s[c] = acc;
-    }
-  }
-}
-
 // Out (rows x D) += P (rows x inner) V (inner x D).
 template <typename C>
 void product_add(const C* P, const C* V, int64_t rows, int64_t inner, int64_t D, C* Out) {
@@ -102,6 +78,13 @@ void product_add(const C* P, const C* V, int64_t rows, int64_t inner, int64_t D,
       o[d] = acc;
     }
   }
+}
+
+// S (rows x cols) = A (rows x D) Bt, with Bt staged transposed (D x cols): the same product.
+template <typename C>
+void product_abt(const C* A, const C* Bt, int64_t rows, int64_t cols, int64_t D, C* S) {
+  std::fill(S, S + rows * cols, C(0));
+  product_add(A, Bt, rows, D, cols, S);
 }
 
 // T (cols x rows) = M (rows x cols) transposed, times a scale.
