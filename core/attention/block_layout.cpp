@@ -144,6 +144,39 @@ bool any_allowed(const MaskTerm* terms, const std::vector<int64_t>& tokens, uint
   return false;
 }
 
+// Evaluates the element mask of every partial entry once (see BlockLayout::mask_bits).
+void build_masks(BlockLayout& L) {
+  L.mask_offset.assign(L.col_idx.size(), -1);
+  int64_t bits = 0;
+  for (int h = 0; h < L.n_layouts; ++h) {
+    const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(L.n_qblocks + 1);
+    for (int64_t i = 0; i < L.n_qblocks; ++i)
+      for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
+        if (L.full[size_t(e)] != BlockLayout::kPartial) continue;
+        L.mask_offset[size_t(e)] = bits;
+        bits += L.qblock_len(i) * L.kblock_len(L.col_idx[size_t(e)]);
+      }
+  }
+  L.mask_bits.assign(size_t((bits + 63) / 64), 0);
+  for (int h = 0; h < L.n_layouts; ++h) {
+    const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(L.n_qblocks + 1);
+    const MaskTerm* terms = L.terms.data() + L.term_ptr[size_t(h)];
+    for (int64_t i = 0; i < L.n_qblocks; ++i)
+      for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
+        if (L.mask_offset[size_t(e)] < 0) continue;
+        const int64_t j = L.col_idx[size_t(e)], rows = L.qblock_len(i), cols = L.kblock_len(j);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            if (!mask_allows(terms, L.tokens.data(), L.entry_terms[size_t(e)], L.causal, L.qpos(i * L.block_q + r),
+                             L.kpos(j * L.block_k + c)))
+              continue;
+            const int64_t b = L.mask_offset[size_t(e)] + r * cols + c;
+            L.mask_bits[size_t(b >> 6)] |= uint64_t(1) << (b & 63);
+          }
+      }
+  }
+}
+
 void build_transposed(BlockLayout& layout) {
   BlockLayout* L = &layout;
   const int64_t nq = L->n_qblocks, nk = L->n_kblocks;
@@ -264,6 +297,7 @@ std::shared_ptr<const BlockLayout> BlockLayout::build(int64_t n, int64_t bq, int
   }
 
   build_transposed(*L);
+  build_masks(*L);
   return L;
 }
 
@@ -338,6 +372,7 @@ std::shared_ptr<const BlockLayout> BlockLayout::build_residue_classes(int64_t n,
     L->row_ptr.push_back(int64_t(L->col_idx.size()));
   }
   build_transposed(*L);
+  build_masks(*L);
   return L;
 }
 

@@ -57,6 +57,17 @@ class BlockLayout {
   std::vector<int64_t> col_ptr;
   std::vector<int32_t> row_idx;
   std::vector<int64_t> csc_entry;      // the CSR entry index
+  // The element mask of every partial entry, evaluated once when the layout is built: entry e's
+  // rows x cols bits (row-major, the block's own lengths) start at bit mask_offset[e] of
+  // mask_bits; -1 for entries that are not partial. Kernels test bits instead of re-evaluating
+  // the terms for every pair of every step; allows() still evaluates the terms (the reference).
+  std::vector<int64_t> mask_offset;
+  std::vector<uint64_t> mask_bits;
+  bool mask_bit(int64_t entry, int64_t r, int64_t c, int64_t cols) const {
+    const int64_t i = mask_offset[size_t(entry)] + r * cols + c;
+    return (mask_bits[size_t(i >> 6)] >> (i & 63)) & 1u;
+  }
+
   // Terms of layout h: terms[term_ptr[h] .. term_ptr[h + 1]); global positions in tokens.
   std::vector<MaskTerm> terms;
   std::vector<int64_t> term_ptr;

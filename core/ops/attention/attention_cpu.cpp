@@ -168,11 +168,9 @@ struct Scorer {
           if (L.kpos(k0 + c) > qp) S[r * cols + c] = kNegInf<C>;
       }
     } else if (kind == BlockLayout::kPartial) {
-      const uint32_t active = L.entry_terms[size_t(entry)];
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c)
-          if (!attn::mask_allows(terms, L.tokens.data(), active, L.causal, L.qpos(q0 + r), L.kpos(k0 + c)))
-            S[r * cols + c] = kNegInf<C>;
+          if (!L.mask_bit(entry, r, c, cols)) S[r * cols + c] = kNegInf<C>;
     }
     if (threshold) {
       for (int64_t r = 0; r < rows; ++r)
