@@ -334,6 +334,43 @@ void score_gradient(const C* P, const C* dO, const C* Vt, const C* delta, int64_
   }
 }
 
+// A query block's inputs to the backward pass, gathered by position (a segment may be permuted):
+// its rows of q and dO, and their log-sum-exp, delta and top-k threshold.
+template <typename C>
+struct QueryTile {
+  std::vector<C> Q, dO, lse, delta, thr;
+  int64_t rows = 0, q0 = 0;
+
+  template <typename T>
+  void load(const BlockLayout& L, int64_t i, int64_t bh, int64_t N, int64_t D, const T* q, const T* dout,
+            const C* lse_all, const C* delta_all, const C* thr_all) {
+    rows = L.qblock_len(i);
+    q0 = i * L.block_q;
+    Q.resize(size_t(rows * D));
+    dO.resize(size_t(rows * D));
+    load_rows(q + bh * N * D, L.q_pos, q0, rows, D, Q.data());
+    load_rows(dout + bh * N * D, L.q_pos, q0, rows, D, dO.data());
+    auto gather = [&](const C* src, std::vector<C>& out) {
+      out.resize(size_t(rows));
+      for (int64_t r = 0; r < rows; ++r) out[size_t(r)] = src[bh * N + L.qpos(q0 + r)];
+    };
+    gather(lse_all, lse);
+    gather(delta_all, delta);
+    if (thr_all) gather(thr_all, thr);
+  }
+
+  // Recomputes P (into S) for entry e against a key block staged as Kt and Vt (D x cols), and
+  // dS = P * (dO V^T - delta).
+  void gradients(const Scorer<C>& sc, const C* Kt, const C* Vt, int64_t cols, int64_t D, int64_t k0, int64_t e,
+                 std::vector<C>& S, std::vector<C>& dS) const {
+    S.resize(size_t(rows * cols));
+    dS.resize(size_t(rows * cols));
+    sc.score(Q.data(), Kt, rows, cols, D, q0, k0, e, S.data());
+    probabilities(S.data(), lse.data(), rows, cols);
+    score_gradient(S.data(), dO.data(), Vt, delta.data(), rows, cols, D, dS.data());
+  }
+};
+
 // One segment's contribution, added into dq, dk, dv (C, rows by position). o and lse are those of
 // the whole attention (every segment), as are delta_r = dO_r . O_r.
 template <typename T, typename C>
@@ -341,14 +378,10 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
               const C* threshold, const T* dout, const C* delta, C* dq, C* dk, C* dv) {
   const int64_t nq = L.n_qblocks, nk = L.n_kblocks, D = dm.D, N = dm.N;
   // Rows of a block in position order, for the per-row arrays (lse, delta, threshold).
-  auto gather = [&](const C* src, int64_t bh, int64_t p0, int64_t rows, std::vector<C>& out) {
-    out.resize(size_t(rows));
-    for (int64_t r = 0; r < rows; ++r) out[size_t(r)] = src[bh * N + L.qpos(p0 + r)];
-  };
-
   // dK and dV, one key block per task, over the query blocks that list it.
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * nk, 1), [&](const tbb::blocked_range<int64_t>& range) {
-    std::vector<C> Q, Kt, Vt, dO, S, dS, dK, dV, Tr, row_lse, row_delta, row_thr;
+    std::vector<C> Kt, Vt, S, dS, dK, dV, Tr;
+    QueryTile<C> tile;
     for (int64_t task = range.begin(); task < range.end(); ++task) {
       const int64_t bh = task / nk, j = task % nk;
       const int h = L.layout_of(int(bh % dm.H));
@@ -362,26 +395,16 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
       const int64_t* cp = L.col_ptr.data() + size_t(h) * size_t(nk + 1);
       for (int64_t p = cp[j]; p < cp[j + 1]; ++p) {
         const int64_t i = L.row_idx[size_t(p)], e = L.csc_entry[size_t(p)];
-        const int64_t rows = L.qblock_len(i), q0 = i * L.block_q;
-        Q.resize(size_t(rows * D));
-        dO.resize(size_t(rows * D));
-        S.resize(size_t(rows * cols));
-        dS.resize(size_t(rows * cols));
-        load_rows(q + base, L.q_pos, q0, rows, D, Q.data());
-        load_rows(dout + base, L.q_pos, q0, rows, D, dO.data());
-        gather(lse, bh, q0, rows, row_lse);
-        gather(delta, bh, q0, rows, row_delta);
-        if (threshold) gather(threshold, bh, q0, rows, row_thr);
-        Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? row_thr.data() : nullptr};
-        sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
-        probabilities(S.data(), row_lse.data(), rows, cols);
-        score_gradient(S.data(), dO.data(), Vt.data(), row_delta.data(), rows, cols, D, dS.data());
+        tile.load(L, i, bh, N, D, q, dout, lse, delta, threshold);
+        const int64_t rows = tile.rows;
+        Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? tile.thr.data() : nullptr};
+        tile.gradients(sc, Kt.data(), Vt.data(), cols, D, k0, e, S, dS);
         // dV += P^T dO and dK += scale * dS^T Q.
         Tr.resize(size_t(rows * cols));
         transpose_scaled(S.data(), rows, cols, C(1), Tr.data());
-        product_add(Tr.data(), dO.data(), cols, rows, D, dV.data());
+        product_add(Tr.data(), tile.dO.data(), cols, rows, D, dV.data());
         transpose_scaled(dS.data(), rows, cols, scale, Tr.data());
-        product_add(Tr.data(), Q.data(), cols, rows, D, dK.data());
+        product_add(Tr.data(), tile.Q.data(), cols, rows, D, dK.data());
       }
       for (int64_t c = 0; c < cols; ++c) {
         const int64_t row = bh * N + L.kpos(k0 + c);
@@ -395,34 +418,26 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
 
   // dQ, one query block per task: dQ += scale * dS K.
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, dm.B * dm.H * nq, 1), [&](const tbb::blocked_range<int64_t>& range) {
-    std::vector<C> Q, Kt, Vt, Kr, dO, S, dS, dQ, row_lse, row_delta, row_thr;
+    std::vector<C> Kt, Vt, Kr, S, dS, dQ;
+    QueryTile<C> tile;
     for (int64_t task = range.begin(); task < range.end(); ++task) {
       const int64_t bh = task / nq, i = task % nq;
       const int h = L.layout_of(int(bh % dm.H));
-      const int64_t rows = L.qblock_len(i), q0 = i * L.block_q, base = bh * N * D;
-      Q.resize(size_t(rows * D));
-      dO.resize(size_t(rows * D));
+      const int64_t base = bh * N * D;
+      tile.load(L, i, bh, N, D, q, dout, lse, delta, threshold);
+      const int64_t rows = tile.rows, q0 = tile.q0;
       dQ.assign(size_t(rows * D), 0);
-      load_rows(q + base, L.q_pos, q0, rows, D, Q.data());
-      load_rows(dout + base, L.q_pos, q0, rows, D, dO.data());
-      gather(lse, bh, q0, rows, row_lse);
-      gather(delta, bh, q0, rows, row_delta);
-      if (threshold) gather(threshold, bh, q0, rows, row_thr);
-      Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? row_thr.data() : nullptr};
+      Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? tile.thr.data() : nullptr};
       const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(nq + 1);
       for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
         const int64_t j = L.col_idx[size_t(e)], cols = L.kblock_len(j), k0 = j * L.block_k;
         Kt.resize(size_t(cols * D));
         Vt.resize(size_t(cols * D));
         Kr.resize(size_t(cols * D));
-        S.resize(size_t(rows * cols));
-        dS.resize(size_t(rows * cols));
         load_transposed(k + base, L.k_pos, k0, cols, D, Kt.data());
         load_transposed(v + base, L.k_pos, k0, cols, D, Vt.data());
         load_rows(k + base, L.k_pos, k0, cols, D, Kr.data());
-        sc.score(Q.data(), Kt.data(), rows, cols, D, q0, k0, e, S.data());
-        probabilities(S.data(), row_lse.data(), rows, cols);
-        score_gradient(S.data(), dO.data(), Vt.data(), row_delta.data(), rows, cols, D, dS.data());
+        tile.gradients(sc, Kt.data(), Vt.data(), cols, D, k0, e, S, dS);
         for (int64_t x = 0; x < rows * cols; ++x) dS[size_t(x)] *= scale;
         product_add(dS.data(), Kr.data(), rows, cols, D, dQ.data());
       }
