@@ -56,11 +56,11 @@ nn::TransformerConfig transformer_config(const RunConfig& c) {
   t.positions = position_kind(c.model.positions);
   t.tie_embeddings = c.model.tie_embeddings;
   t.block = c.model.block;
+  // The config reader has checked each pattern against the sequence length with its key path,
+  // and the model's constructor checks them again for configs from elsewhere (an export's JSON).
   for (size_t i = 0; i < c.model.attention.size(); ++i) {
     try {
-      nn::PatternPtr p = nn::parse_pattern(c.model.attention[i]);
-      p->validate(c.model.seq_len, std::min(c.model.block, c.model.seq_len));
-      t.attention.push_back(p);
+      t.attention.push_back(nn::parse_pattern(c.model.attention[i]));
     } catch (const Error& e) {
       SPARTA_FAIL("config", "model.attention[", i, "] '", c.model.attention[i], "': ", e.what());
     }
