@@ -39,4 +39,8 @@ template <> struct compute_type<bf16> { using type = float; };
 template <> struct compute_type<f16> { using type = float; };
 template <typename T> using compute_t = typename compute_type<T>::type;
 
+// The dtype of statistics a kernel keeps beside its output (row maxima, log-sum-exps, norms):
+// f64 for f64 inputs, f32 for every other floating type.
+inline DType accumulation_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+
 }  // namespace sparta

@@ -5,17 +5,11 @@
 #include "core/ops.h"
 
 namespace sparta {
-namespace {
-
-DType accumulation_type(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
-
-}  // namespace
-
 Tensors SparseAttention::eval_cpu(const Tensors& in) {
   const Tensor q = contiguous(in[0].detach()), k = contiguous(in[1].detach()), v = contiguous(in[2].detach());
   const Shape rows(q.shape().begin(), q.shape().end() - 1);
   Tensor o = Tensor::empty(q.shape(), q.dtype());
-  Tensor lse = Tensor::empty(rows, accumulation_type(q.dtype()));
+  Tensor lse = Tensor::empty(rows, accumulation_dtype(q.dtype()));
   Tensor threshold = layout_->top_k > 0 ? Tensor::empty(rows, lse.dtype()) : Tensor();
   cpu::sparse_attention_forward(*layout_, scale_, q, k, v, o, lse, threshold);
   if (threshold.defined()) return {o, lse, threshold};

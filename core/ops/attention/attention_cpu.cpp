@@ -150,7 +150,6 @@ void transpose_scaled(const C* M, int64_t rows, int64_t cols, C scale, C* T) {
 template <typename C>
 struct Scorer {
   const BlockLayout& L;
-  const attn::MaskTerm* terms;  // of this head's layout
   C scale;
   const C* threshold;  // per query row of the block (top-k), or null
 
@@ -188,7 +187,7 @@ void topk_thresholds(const Scorer<C>& sc, const T* kbase, int64_t D, int64_t i, 
   const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(L.n_qblocks + 1);
   std::vector<std::vector<C>> kept(static_cast<size_t>(rows));
   std::vector<C> Kt, S;
-  Scorer<C> plain{L, sc.terms, sc.scale, nullptr};
+  Scorer<C> plain{L, sc.scale, nullptr};
   for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
     const int64_t j = L.col_idx[size_t(e)], cols = L.kblock_len(j), k0 = j * L.block_k;
     Kt.resize(size_t(cols * D));
@@ -228,7 +227,7 @@ void forward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T*
       m.assign(size_t(rows), kNegInf<C>);
       l.assign(size_t(rows), 0);
       load_rows(q + base, L.q_pos, q0, rows, D, Q.data());
-      Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, nullptr};
+      Scorer<C> sc{L, scale, nullptr};
       if (threshold) {
         thr.resize(size_t(rows));
         topk_thresholds<T, C>(sc, k + base, D, i, h, Q.data(), rows, thr.data());
@@ -397,7 +396,7 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
         const int64_t i = L.row_idx[size_t(p)], e = L.csc_entry[size_t(p)];
         tile.load(L, i, bh, N, D, q, dout, lse, delta, threshold);
         const int64_t rows = tile.rows;
-        Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? tile.thr.data() : nullptr};
+        Scorer<C> sc{L, scale, threshold ? tile.thr.data() : nullptr};
         tile.gradients(sc, Kt.data(), Vt.data(), cols, D, k0, e, S, dS);
         // dV += P^T dO and dK += scale * dS^T Q.
         Tr.resize(size_t(rows * cols));
@@ -427,7 +426,7 @@ void backward(const BlockLayout& L, C scale, const Dims& dm, const T* q, const T
       tile.load(L, i, bh, N, D, q, dout, lse, delta, threshold);
       const int64_t rows = tile.rows, q0 = tile.q0;
       dQ.assign(size_t(rows * D), 0);
-      Scorer<C> sc{L, L.terms.data() + L.term_ptr[size_t(h)], scale, threshold ? tile.thr.data() : nullptr};
+      Scorer<C> sc{L, scale, threshold ? tile.thr.data() : nullptr};
       const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(nq + 1);
       for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
         const int64_t j = L.col_idx[size_t(e)], cols = L.kblock_len(j), k0 = j * L.block_k;

@@ -3,20 +3,14 @@
 #include "core/ops.h"
 
 namespace sparta {
-namespace {
-
-DType accumulation_type(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
-
-}  // namespace
-
 Tensors LayerNorm::eval_cpu(const Tensors& in) {
   const Tensor x = contiguous(in[0].detach());
   const Tensor w = in[1].defined() ? contiguous(in[1].detach()) : Tensor();
   const Tensor b = in[2].defined() ? contiguous(in[2].detach()) : Tensor();
   const int64_t rows = x.shape(0);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
-  Tensor mean = Tensor::empty({rows}, accumulation_type(x.dtype()));
-  Tensor rstd = Tensor::empty({rows}, accumulation_type(x.dtype()));
+  Tensor mean = Tensor::empty({rows}, accumulation_dtype(x.dtype()));
+  Tensor rstd = Tensor::empty({rows}, accumulation_dtype(x.dtype()));
   cpu::layer_norm(x, w, b, eps_, y, mean, rstd);
   return {y, mean, rstd};
 }
@@ -34,7 +28,7 @@ Tensors LayerNormBackward::eval_cpu(const Tensors& in) {
   const Tensor w = in[1].defined() ? contiguous(in[1].detach()) : Tensor();
   const Tensor dy = contiguous(cast(in[4].detach(), x.dtype()));
   const int64_t cols = x.shape(1);
-  const DType acc = accumulation_type(x.dtype());
+  const DType acc = accumulation_dtype(x.dtype());
   Tensor dx = Tensor::empty(x.shape(), x.dtype());
   Tensor dw = Tensor::empty({cols}, acc), db = Tensor::empty({cols}, acc);
   cpu::layer_norm_backward(x, w, in[2].detach(), in[3].detach(), dy, dx, dw, db);

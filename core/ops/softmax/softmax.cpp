@@ -6,8 +6,6 @@
 namespace sparta {
 namespace {
 
-DType accumulation_type(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
-
 // Moves `axis` last and flattens the rest: (R, C) contiguous, and the permutation to undo it.
 Tensor rows_of(const Tensor& x, int axis, std::vector<int>& perm) {
   perm.clear();
@@ -58,7 +56,7 @@ Tensor log_softmax(const Tensor& x, int axis) {
 Tensors CrossEntropy::eval_cpu(const Tensors& in) {
   const Tensor logits = contiguous(in[0].detach()), targets = contiguous(in[1].detach());
   auto [total, count] = cpu::cross_entropy_rows(logits, targets, ignore_index_);
-  return {scalar(count > 0 ? total / double(count) : 0.0, accumulation_type(logits.dtype()))};
+  return {scalar(count > 0 ? total / double(count) : 0.0, accumulation_dtype(logits.dtype()))};
 }
 
 Tensors CrossEntropy::vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>&, const Tensors&) {
