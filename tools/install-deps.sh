@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what sparta builds against, from the distribution's packages (Debian 12, Ubuntu 24.04).
-# vim-runtime provides the quickstart corpus (the Vim documentation).
+# vim-runtime provides the quickstart corpus (the Vim documentation); ocl-icd-opencl-dev is what
+# oneDNN's CMake package looks for (its GPU runtime is OpenCL), though Debian only recommends it.
 # Runs apt through sudo unless already root; does nothing when everything is present.
 set -euo pipefail
-packages=(build-essential cmake pkg-config libdnnl-dev libtbb-dev libyaml-cpp-dev libboost-test-dev
+packages=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libtbb-dev libyaml-cpp-dev libboost-test-dev
           libhdf5-dev libcli11-dev libfmt-dev nlohmann-json3-dev libpng-dev vim-runtime)
 missing=()
 for p in "${packages[@]}"; do

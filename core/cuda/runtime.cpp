@@ -1,26 +1,21 @@
 #include "core/cuda/runtime.h"
 
-#include <cuda_runtime.h>
-
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 
-#include "core/error.h"
-
-#define SPARTA_CUDA_CHECK(op, expr)                                                 \
-  do {                                                                              \
-    cudaError_t e_ = (expr);                                                        \
-    if (e_ != cudaSuccess) SPARTA_FAIL(op, #expr, ": ", cudaGetErrorString(e_));    \
-  } while (0)
+#include "core/cuda/check.h"
 
 namespace sparta::cuda {
 namespace {
 
+constexpr int kMaxDevices = 16;
+
 // Keep freed blocks in the pool instead of returning them to the driver at every synchronise:
 // a training step frees and reallocates the same sizes over and over.
 void configure_pool(int device) {
-  static std::once_flag flags[16];
-  std::call_once(flags[device & 15], [device] {
+  static std::once_flag flags[kMaxDevices];
+  std::call_once(flags[device % kMaxDevices], [device] {
     cudaMemPool_t pool;
     SPARTA_CUDA_CHECK("cuda.malloc", cudaDeviceGetDefaultMemPool(&pool, device));
     uint64_t threshold = UINT64_MAX;
@@ -28,47 +23,96 @@ void configure_pool(int device) {
   });
 }
 
+void use_device(int device, const char* op) {
+  const int n = device_count();
+  SPARTA_CHECK(device >= 0 && device < n && device < kMaxDevices, op, "device cuda:", device, " does not exist (", n,
+               " visible)");
+  SPARTA_CUDA_CHECK(op, cudaSetDevice(device));
+}
+
+bool sync_every_launch() {
+  static const bool on = [] {
+    const char* v = std::getenv("SPARTA_CUDA_SYNC");
+    return v != nullptr && v[0] == '1';
+  }();
+  return on;
+}
+
 }  // namespace
 
 bool available() { return device_count() > 0; }
 
 int device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error so later calls start clean
-    return 0;
-  }
+  static const int n = [] {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky "no device" error so later calls start clean
+      return 0;
+    }
+    return count;
+  }();
   return n;
 }
 
+cudaStream_t stream() {
+  // One non-blocking stream per device, created on first use and kept for the process's life
+  // (destroying it at exit would race with static destructors that free device memory on it).
+  static std::once_flag flags[kMaxDevices];
+  static cudaStream_t streams[kMaxDevices];
+  int device = 0;
+  SPARTA_CUDA_CHECK("cuda.stream", cudaGetDevice(&device));
+  std::call_once(flags[device % kMaxDevices], [device] {
+    SPARTA_CUDA_CHECK("cuda.stream", cudaStreamCreateWithFlags(&streams[device % kMaxDevices], cudaStreamNonBlocking));
+  });
+  return streams[device % kMaxDevices];
+}
+
+void check_launch(const char* op) {
+  SPARTA_CUDA_CHECK(op, cudaGetLastError());
+  if (sync_every_launch()) SPARTA_CUDA_CHECK(op, cudaStreamSynchronize(stream()));
+}
+
 void* device_malloc(size_t nbytes, int device) {
-  const int n = device_count();
-  SPARTA_CHECK(device >= 0 && device < n, "cuda.malloc", "device cuda:", device, " does not exist (", n,
-               " visible)");
-  SPARTA_CUDA_CHECK("cuda.malloc", cudaSetDevice(device));
+  use_device(device, "cuda.malloc");
   configure_pool(device);
   void* p = nullptr;
-  SPARTA_CUDA_CHECK("cuda.malloc", cudaMallocAsync(&p, nbytes, cudaStreamPerThread));
+  cudaError_t e = cudaMallocAsync(&p, nbytes, stream());
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    size_t free_bytes = 0, total = 0;
+    cudaMemGetInfo(&free_bytes, &total);
+    SPARTA_FAIL("cuda.malloc", "out of memory on cuda:", device, " allocating ", nbytes, " bytes (", free_bytes >> 20,
+                " MiB free of ", total >> 20, " MiB)");
+  }
+  SPARTA_CUDA_CHECK("cuda.malloc", e);
   return p;
 }
 
 void device_free(void* p, int device) {
   cudaSetDevice(device);
-  cudaFreeAsync(p, cudaStreamPerThread);  // no throw from destructors
+  cudaFreeAsync(p, stream());  // no throw from destructors
 }
 
+void* pinned_malloc(size_t nbytes) {
+  void* p = nullptr;
+  SPARTA_CUDA_CHECK("cuda.pinned_malloc", cudaMallocHost(&p, nbytes == 0 ? 1 : nbytes));
+  return p;
+}
+
+void pinned_free(void* p) { cudaFreeHost(p); }
+
 void memcpy(void* dst, const void* src, size_t nbytes, CopyKind kind, int device) {
-  SPARTA_CUDA_CHECK("cuda.memcpy", cudaSetDevice(device));
+  use_device(device, "cuda.memcpy");
   cudaMemcpyKind k = kind == CopyKind::host_to_device   ? cudaMemcpyHostToDevice
                      : kind == CopyKind::device_to_host ? cudaMemcpyDeviceToHost
                                                         : cudaMemcpyDeviceToDevice;
-  SPARTA_CUDA_CHECK("cuda.memcpy", cudaMemcpyAsync(dst, src, nbytes, k, cudaStreamPerThread));
-  if (kind == CopyKind::device_to_host) SPARTA_CUDA_CHECK("cuda.memcpy", cudaStreamSynchronize(cudaStreamPerThread));
+  SPARTA_CUDA_CHECK("cuda.memcpy", cudaMemcpyAsync(dst, src, nbytes, k, stream()));
+  if (kind == CopyKind::device_to_host) SPARTA_CUDA_CHECK("cuda.memcpy", cudaStreamSynchronize(stream()));
 }
 
 void synchronize(int device) {
-  SPARTA_CUDA_CHECK("cuda.synchronize", cudaSetDevice(device));
-  SPARTA_CUDA_CHECK("cuda.synchronize", cudaStreamSynchronize(cudaStreamPerThread));
+  use_device(device, "cuda.synchronize");
+  SPARTA_CUDA_CHECK("cuda.synchronize", cudaStreamSynchronize(stream()));
 }
 
 }  // namespace sparta::cuda

@@ -9,7 +9,12 @@ bool available();   // a CUDA build with at least one visible device
 int device_count();
 void* device_malloc(size_t nbytes, int device);  // stream-ordered pool (cudaMallocAsync)
 void device_free(void* p, int device);
+// Page-locked host memory, so that host-to-device copies run asynchronously at full speed.
+void* pinned_malloc(size_t nbytes);
+void pinned_free(void* p);
 enum class CopyKind { host_to_device, device_to_host, device_to_device };
+// Ordered on the compute stream. Device-to-host waits for the data; host-to-device from pinned
+// memory returns at once (the source must stay alive until the stream has passed the copy).
 void memcpy(void* dst, const void* src, size_t nbytes, CopyKind kind, int device);
 void synchronize(int device);
 

@@ -11,6 +11,8 @@ bool available() { return false; }
 int device_count() { return 0; }
 void* device_malloc(size_t, int) { no_cuda(); }
 void device_free(void*, int) { no_cuda(); }
+void* pinned_malloc(size_t) { no_cuda(); }
+void pinned_free(void*) { no_cuda(); }
 void memcpy(void*, const void*, size_t, CopyKind, int) { no_cuda(); }
 void synchronize(int) { no_cuda(); }
 

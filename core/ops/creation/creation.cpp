@@ -13,13 +13,18 @@ namespace sparta {
 Tensor empty(const Shape& shape, DType dtype, Device device) { return Tensor::empty(shape, dtype, device); }
 
 Tensor full(const Shape& shape, double value, DType dtype, Device device) {
+  if (device.is_cuda()) {
+    Tensor t = Tensor::empty(shape, dtype, device);
+    fill_(t, value);
+    return t;
+  }
   Tensor host = Tensor::empty(shape, dtype);
   SPARTA_DISPATCH_ALL(dtype, "full", [&] {
     using T = scalar_t;
     T v = cpu::convert<T>(value);
     cpu::map_elements<T>(host, {}, [v]() { return v; });
   });
-  return device.is_cpu() ? host : to_device(host, device);
+  return host;
 }
 
 Tensor zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0, dtype, device); }

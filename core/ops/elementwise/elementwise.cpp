@@ -234,18 +234,31 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 
 // ---- In-place -------------------------------------------------------------------------------
 void copy_(Tensor& dst, const Tensor& src) {
-  SPARTA_CHECK(dst.device().is_cpu() && src.device().is_cpu(), "copy_", "only CPU tensors for now");
-  cpu::copy_into(dst, src);
+  // A copy between devices moves the values first; copy_into then converts and broadcasts.
+  copy_values(dst, src.device() == dst.device() ? src : to_device(src, dst.device()));
 }
 
-void fill_(Tensor& dst, double value) { copy_(dst, scalar(value, dst.dtype())); }
+void fill_(Tensor& dst, double value) {
+#ifdef SPARTA_CUDA
+  if (dst.device().is_cuda()) return cuda::fill(dst, value);
+#endif
+  copy_(dst, scalar(value, dst.dtype()));
+}
 
 void add_(Tensor& dst, const Tensor& src, double alpha) {
   broadcast_shapes(src.shape(), dst.shape(), "add_");
   SPARTA_CHECK(dst.device() == src.device(), "add_", "tensors on ", dst.device().str(), " and ", src.device().str());
+#ifdef SPARTA_CUDA
+  if (dst.device().is_cuda()) return cuda::axpy_inplace(dst, cast(src, dst.dtype()), alpha);
+#endif
   cpu::axpy_inplace(dst, cast(src, dst.dtype()), alpha);
 }
 
-void mul_(Tensor& dst, double value) { cpu::scale_inplace(dst, value); }
+void mul_(Tensor& dst, double value) {
+#ifdef SPARTA_CUDA
+  if (dst.device().is_cuda()) return cuda::scale_inplace(dst, value);
+#endif
+  cpu::scale_inplace(dst, value);
+}
 
 }  // namespace sparta

@@ -17,6 +17,9 @@ class Unary : public Primitive {
   explicit Unary(UnaryOp op) : op_(op) {}
   const char* name() const override { return unary_name(op_); }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
   bool differentiable() const override;
@@ -36,6 +39,9 @@ class Binary : public Primitive {
   explicit Binary(BinaryOp op) : op_(op) {}
   const char* name() const override { return binary_name(op_); }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
   bool differentiable() const override { return !is_comparison(op_); }
@@ -50,6 +56,9 @@ class Where : public Primitive {
  public:
   const char* name() const override { return "where"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 };
@@ -61,5 +70,16 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 void axpy_inplace(const Tensor& dst, const Tensor& src, double alpha);  // dst += alpha * src
 void scale_inplace(const Tensor& dst, double value);
 }  // namespace cpu
+
+#ifdef SPARTA_CUDA
+namespace cuda {
+Tensor unary(UnaryOp op, const Tensor& x);
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+void axpy_inplace(const Tensor& dst, const Tensor& src, double alpha);
+void scale_inplace(const Tensor& dst, double value);
+void fill(const Tensor& dst, double value);
+}  // namespace cuda
+#endif
 
 }  // namespace sparta

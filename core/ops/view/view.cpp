@@ -74,7 +74,7 @@ Tensors Reshape::eval_cpu(const Tensors& in) {
                shape_str(x.strides()), " as ", shape_str(shape_),
                " without copying; call reshape() or contiguous() first");
   Tensor c = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::copy_into(c, x);
+  copy_values(c, x);
   return {make_view(c, shape_, contiguous_strides(shape_), 0)};
 }
 
@@ -180,7 +180,7 @@ Tensors Slice::vjp(const Tensors& primals, const Tensors& cot, const std::vector
 Tensors SliceScatter::eval_cpu(const Tensors& in) {
   Tensor out = zeros(shape_, in[0].dtype(), in[0].device());
   Tensor region = Slice(axis_, start_, end_, step_).eval_cpu({out})[0];
-  cpu::copy_into(region, in[0]);
+  copy_values(region, in[0]);
   return {out};
 }
 
@@ -249,9 +249,17 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
 }
 
 // ---- Copy, Cast, ToDevice -------------------------------------------------------------------
+void copy_values(const Tensor& dst, const Tensor& src) {
+  SPARTA_CHECK(dst.device() == src.device(), "copy", "tensors on ", dst.device().str(), " and ", src.device().str());
+#ifdef SPARTA_CUDA
+  if (dst.device().is_cuda()) return cuda::copy_into(dst, src);
+#endif
+  cpu::copy_into(dst, src);
+}
+
 Tensors Copy::eval_cpu(const Tensors& in) {
   Tensor out = Tensor::empty(in[0].shape(), in[0].dtype(), in[0].device());
-  cpu::copy_into(out, in[0]);
+  copy_values(out, in[0]);
   return {out};
 }
 
@@ -266,7 +274,7 @@ Tensor clone(const Tensor& x) { return run1(std::make_shared<Copy>(), {x}); }
 
 Tensors Cast::eval_cpu(const Tensors& in) {
   Tensor out = Tensor::empty(in[0].shape(), to_, in[0].device());
-  cpu::copy_into(out, in[0]);
+  copy_values(out, in[0]);
   return {out};
 }
 

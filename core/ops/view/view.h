@@ -58,6 +58,7 @@ class SliceScatter : public Primitive {
       : shape_(std::move(shape)), axis_(axis), start_(start), end_(end), step_(step) {}
   const char* name() const override { return "slice_scatter"; }
   Tensors eval_cpu(const Tensors& in) override;
+  Tensors eval_cuda(const Tensors& in) override { return eval_cpu(in); }  // copies dispatch by device
   Tensors vjp(const Tensors&, const Tensors&, const std::vector<int>&, const Tensors&) override;
 
  private:
@@ -83,6 +84,7 @@ class Copy : public Primitive {
  public:
   const char* name() const override { return "copy"; }
   Tensors eval_cpu(const Tensors& in) override;
+  Tensors eval_cuda(const Tensors& in) override { return eval_cpu(in); }  // copies dispatch by device
   Tensors vjp(const Tensors&, const Tensors&, const std::vector<int>&, const Tensors&) override;
 };
 
@@ -91,6 +93,7 @@ class Cast : public Primitive {
   explicit Cast(DType to) : to_(to) {}
   const char* name() const override { return "cast"; }
   Tensors eval_cpu(const Tensors& in) override;
+  Tensors eval_cuda(const Tensors& in) override { return eval_cpu(in); }  // copies dispatch by device
   Tensors vjp(const Tensors&, const Tensors&, const std::vector<int>&, const Tensors&) override;
   bool differentiable() const override { return is_floating(to_); }
 
@@ -111,9 +114,17 @@ class ToDevice : public Primitive {
   Device to_;
 };
 
+// dst = src converted to dst's dtype, src broadcast to dst's shape; any strides; both tensors on
+// one device, whose kernel runs.
+void copy_values(const Tensor& dst, const Tensor& src);
+
 namespace cpu {
-// dst = src converted to dst's dtype, src broadcast to dst's shape; any strides.
 void copy_into(const Tensor& dst, const Tensor& src);
 }  // namespace cpu
+#ifdef SPARTA_CUDA
+namespace cuda {
+void copy_into(const Tensor& dst, const Tensor& src);
+}  // namespace cuda
+#endif
 
 }  // namespace sparta
