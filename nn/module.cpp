@@ -65,6 +65,18 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& state, bool st
   }
 }
 
+void Module::to(Device device) {
+  for (auto& [name, t] : named_parameters()) {
+    if (t.device() == device) continue;
+    Tensor moved = to_device(contiguous(t.detach()), device);
+    TensorImpl& impl = t.impl();
+    impl.storage = moved.storage();
+    impl.strides = moved.strides();
+    impl.offset = 0;
+    autograd::zero_grad(t);
+  }
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [_, child] : children_) child->train(on);

@@ -27,6 +27,10 @@ class Module {
   // Copies values in; strict: every parameter must be present and no extra names. Shapes must match.
   void load_state_dict(const std::map<std::string, Tensor>& state, bool strict = true);
   int64_t parameter_count() const;
+  // Moves every parameter to the device in place (as PyTorch's module.to): each parameter keeps its
+  // identity, so layers' handles and optimizers built afterwards see the moved values. Gradients
+  // are dropped.
+  void to(Device device);
 
   void train(bool on = true);
   void eval() { train(false); }

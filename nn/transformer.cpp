@@ -53,9 +53,10 @@ Tensor SparseTransformer::embed(const Tensor& tokens, int64_t offset) const {
   const int64_t T = tokens.shape(1);
   SPARTA_CHECK(offset + T <= config_.max_seq_len, "SparseTransformer", "positions up to ", offset + T,
                " exceed the model's max_seq_len ", config_.max_seq_len);
-  Tensor h = embed_->forward(tokens);
+  // Token ids come from the data loader on the host; they follow the weights to their device.
+  Tensor h = embed_->forward(to_device(tokens, embed_->weight().device()));
   if (pos_embed_) h = h + slice(pos_embed_->weight(), 0, offset, offset + T);
-  if (sinusoids_.defined()) h = h + slice(sinusoids_, 0, offset, offset + T);
+  if (sinusoids_.defined()) h = h + to_device(slice(sinusoids_, 0, offset, offset + T), h.device());
   return drop_->forward(h);
 }
 
@@ -71,7 +72,8 @@ Tensor SparseTransformer::forward(const Tensor& tokens) const {
 }
 
 Tensor SparseTransformer::loss(const Tensor& tokens, const Tensor& targets) const {
-  return cross_entropy(forward(tokens), targets);
+  Tensor logits = forward(tokens);
+  return cross_entropy(logits, to_device(targets, logits.device()));
 }
 
 }  // namespace sparta::nn

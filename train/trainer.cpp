@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "autograd/autograd.h"
+#include "core/cuda/runtime.h"
 #include "core/ops.h"
 #include "data/prefetch.h"
 #include "data/split.h"
@@ -153,8 +154,12 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
   s.cfg = std::move(cfg);
   s.opt = std::move(opt);
   const RunConfig& c = s.cfg;
-  SPARTA_CHECK(c.device.is_cpu(), "config", "device ", c.device.str(),
-               ": this build trains on the CPU only (the CUDA training step is not there yet)");
+  if (c.device.is_cuda()) {
+    const int n = cuda::device_count();
+    SPARTA_CHECK(c.device.index < n, "config", "device ", c.device.str(), ": ",
+                 n == 0 ? "no CUDA device is visible (or this build of sparta has no CUDA backend)"
+                        : std::to_string(n) + " CUDA device(s) visible");
+  }
   SPARTA_CHECK(c.precision == Precision::fp32, "config", "precision ", enum_name(c.precision),
                ": only fp32 training exists yet");
   const nn::TransformerConfig tc = transformer_config(c);
@@ -171,7 +176,10 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
   data::WindowSampler sampler(s.split.train, so);
 
   s.gen.set_state(c.seed, 0);
+  // Initialised on the host from the run's generator, so a CPU and a GPU run start from the same
+  // weights, then moved.
   s.model = std::make_unique<nn::SparseTransformer>(tc, &s.gen);
+  s.model->to(c.device);
   const NamedTensors params = s.model->named_parameters();
   if (c.optimizer.name == OptimizerKind::adamw) {
     s.optim = std::make_unique<AdamW>(params, c.optimizer.betas[0], c.optimizer.betas[1], c.optimizer.eps,

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "core/cuda/check.h"
@@ -113,6 +114,37 @@ void memcpy(void* dst, const void* src, size_t nbytes, CopyKind kind, int device
 void synchronize(int device) {
   use_device(device, "cuda.synchronize");
   SPARTA_CUDA_CHECK("cuda.synchronize", cudaStreamSynchronize(stream()));
+}
+
+void upload(void* dst, const void* src, size_t nbytes, int device) {
+  struct Slot {
+    void* buf = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t done = nullptr;
+  };
+  constexpr int kSlots = 4;
+  static std::mutex mutex;
+  static Slot slots[kSlots];
+  static int next = 0;
+  use_device(device, "cuda.upload");
+  std::lock_guard<std::mutex> lock(mutex);
+  Slot& s = slots[next];
+  next = (next + 1) % kSlots;
+  if (s.done == nullptr) {
+    SPARTA_CUDA_CHECK("cuda.upload", cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+  } else {
+    SPARTA_CUDA_CHECK("cuda.upload", cudaEventSynchronize(s.done));  // the slot's last copy has left it
+  }
+  if (s.capacity < nbytes) {
+    if (s.buf) cudaFreeHost(s.buf);
+    s.buf = nullptr;
+    s.capacity = 0;
+    SPARTA_CUDA_CHECK("cuda.upload", cudaMallocHost(&s.buf, nbytes));
+    s.capacity = nbytes;
+  }
+  std::memcpy(s.buf, src, nbytes);
+  SPARTA_CUDA_CHECK("cuda.upload", cudaMemcpyAsync(dst, s.buf, nbytes, cudaMemcpyHostToDevice, stream()));
+  SPARTA_CUDA_CHECK("cuda.upload", cudaEventRecord(s.done, stream()));
 }
 
 }  // namespace sparta::cuda

@@ -17,5 +17,9 @@ enum class CopyKind { host_to_device, device_to_host, device_to_device };
 // memory returns at once (the source must stay alive until the stream has passed the copy).
 void memcpy(void* dst, const void* src, size_t nbytes, CopyKind kind, int device);
 void synchronize(int device);
+// Host-to-device copy through a small ring of pinned staging buffers: returns once the source has
+// been staged (it may be freed at once); the transfer runs asynchronously on the compute stream,
+// so the data loader's batches never stall the GPU's queue of work.
+void upload(void* dst, const void* src, size_t nbytes, int device);
 
 }  // namespace sparta::cuda

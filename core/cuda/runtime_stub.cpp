@@ -15,5 +15,6 @@ void* pinned_malloc(size_t) { no_cuda(); }
 void pinned_free(void*) { no_cuda(); }
 void memcpy(void*, const void*, size_t, CopyKind, int) { no_cuda(); }
 void synchronize(int) { no_cuda(); }
+void upload(void*, const void*, size_t, int) { no_cuda(); }
 
 }  // namespace sparta::cuda

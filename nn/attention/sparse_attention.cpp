@@ -33,6 +33,7 @@ QKV SparseAttention::project(const Tensor& x, int64_t offset) const {
         contiguous(squeeze(slice(qkv, 0, 2, 3), 0))};
   if (options_.rotary) {
     RotaryTables tables = rotary_tables(offset, T, Dh);
+    tables = {to_device(tables.cos, x.device()), to_device(tables.sin, x.device())};
     r.q = contiguous(apply_rotary(r.q, tables));
     r.k = contiguous(apply_rotary(r.k, tables));
   }

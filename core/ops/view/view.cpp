@@ -294,7 +294,14 @@ Tensors ToDevice::move(const Tensors& in) {
   if (out.nbytes() == 0) return {out};
   Device from = src.device();
   if (from.is_cpu() && to_.is_cuda()) {
-    cuda::memcpy(out.data_ptr(), src.data_ptr(), out.nbytes(), cuda::CopyKind::host_to_device, to_.index);
+    // Small transfers (batches, tables) are staged in pinned memory and go asynchronously; large
+    // ones (a model's weights, once) go directly.
+    constexpr size_t kStaged = size_t(64) << 20;
+    if (out.nbytes() <= kStaged) {
+      cuda::upload(out.data_ptr(), src.data_ptr(), out.nbytes(), to_.index);
+    } else {
+      cuda::memcpy(out.data_ptr(), src.data_ptr(), out.nbytes(), cuda::CopyKind::host_to_device, to_.index);
+    }
   } else if (from.is_cuda() && to_.is_cpu()) {
     cuda::memcpy(out.data_ptr(), src.data_ptr(), out.nbytes(), cuda::CopyKind::device_to_host, from.index);
   } else {
