@@ -20,6 +20,9 @@ class SparseAttention : public Primitive {
       : layout_(std::move(layout)), scale_(scale) {}
   const char* name() const override { return "sparse_attention"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 
@@ -36,6 +39,9 @@ class SparseAttentionBackward : public Primitive {
       : layout_(std::move(layout)), scale_(scale) {}
   const char* name() const override { return "sparse_attention_backward"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   bool differentiable() const override { return false; }
 
  private:
@@ -51,5 +57,19 @@ void sparse_attention_backward(const attn::BlockLayout& L, double scale, const T
                                const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& threshold,
                                const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv);
 }  // namespace cpu
+
+#ifdef SPARTA_CUDA
+namespace cuda {
+// The cpu:: contracts on CUDA tensors (f64, f32, bf16, f16); layouts with top_k > 0 are refused.
+// The layout comes as its shared_ptr: its arrays are copied to the device once per layout object
+// and cached while that object lives (weak_ptr keys).
+using LayoutPtr = std::shared_ptr<const attn::BlockLayout>;
+void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& o, const Tensor& lse, const Tensor& threshold);
+void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k,
+                               const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& threshold,
+                               const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv);
+}  // namespace cuda
+#endif
 
 }  // namespace sparta

@@ -18,6 +18,9 @@ class Dropout : public Primitive {
   Dropout(double p, PhiloxKey key) : p_(p), key_(key) {}
   const char* name() const override { return "dropout"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   // The same mask and scale applied to the cotangent.
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
@@ -26,5 +29,12 @@ class Dropout : public Primitive {
   double p_;
   PhiloxKey key_;
 };
+
+#ifdef SPARTA_CUDA
+namespace cuda {
+// out = x * keep / (1 - p) with the mask of dropout_keep: bit for bit the CPU kernel's output.
+Tensor dropout(const Tensor& x, double p, PhiloxKey key);
+}  // namespace cuda
+#endif
 
 }  // namespace sparta

@@ -6,6 +6,8 @@
 //   gather       (x, index, x rank)  <->  scatter_add (x, index, src)
 // Index tensors are i32 or i64, never differentiable; out-of-range entries (negatives included)
 // are errors, checked by the kernels before anything is written.
+#include <utility>
+
 #include "core/primitive.h"
 
 namespace sparta {
@@ -16,6 +18,9 @@ class Concat : public Primitive {
   explicit Concat(int axis) : axis_(axis) {}
   const char* name() const override { return "concat"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 
@@ -29,6 +34,9 @@ class IndexSelect : public Primitive {
   explicit IndexSelect(int axis) : axis_(axis) {}
   const char* name() const override { return "index_select"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 
@@ -42,6 +50,9 @@ class IndexAdd : public Primitive {
   explicit IndexAdd(int axis) : axis_(axis) {}
   const char* name() const override { return "index_add"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 
@@ -55,6 +66,9 @@ class Gather : public Primitive {
   explicit Gather(int axis) : axis_(axis) {}
   const char* name() const override { return "gather"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 
@@ -68,6 +82,9 @@ class ScatterAdd : public Primitive {
   explicit ScatterAdd(int axis) : axis_(axis) {}
   const char* name() const override { return "scatter_add"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 
@@ -84,5 +101,20 @@ Tensor gather(const Tensor& x, int axis, const Tensor& index);
 Tensor index_add(const Tensor& x, int axis, const Tensor& index, const Tensor& src);
 Tensor scatter_add(const Tensor& x, int axis, const Tensor& index, const Tensor& src);
 }  // namespace cpu
+
+#ifdef SPARTA_CUDA
+namespace cuda {
+// The cpu:: contracts on CUDA tensors. index_add and scatter_add are deterministic: each output
+// element sums its additions in index order, as on the CPU (see index_cuda.cu).
+Tensor concat(const Tensors& xs, int axis);
+Tensor index_select(const Tensor& x, int axis, const Tensor& index);
+Tensor gather(const Tensor& x, int axis, const Tensor& index);
+Tensor index_add(const Tensor& x, int axis, const Tensor& index, const Tensor& src);
+Tensor scatter_add(const Tensor& x, int axis, const Tensor& index, const Tensor& src);
+// The smallest and largest entry of an integer tensor on the device (one small read back);
+// {0, -1} when it is empty.
+std::pair<int64_t, int64_t> index_bounds(const Tensor& index);
+}  // namespace cuda
+#endif
 
 }  // namespace sparta
