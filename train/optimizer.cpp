@@ -9,6 +9,9 @@
 
 #include "autograd/autograd.h"
 #include "core/ops.h"
+#ifdef SPARTA_CUDA
+#include "train/optimizer_cuda.h"
+#endif
 
 namespace sparta::train {
 namespace {
@@ -32,7 +35,12 @@ void check_param(const std::string& name, const Tensor& p) {
 Optimizer::Optimizer(NamedTensors params, double weight_decay, std::vector<std::string> no_decay)
     : params_(std::move(params)), weight_decay_(weight_decay), no_decay_(std::move(no_decay)) {
   SPARTA_CHECK(weight_decay >= 0, "optimizer", "weight_decay must be non-negative, got ", weight_decay);
-  for (auto& [name, p] : params_) check_param(name, p);
+  for (auto& [name, p] : params_) {
+    check_param(name, p);
+    const auto& [first, p0] = params_.front();
+    SPARTA_CHECK(p.device() == p0.device(), "optimizer", "parameters on different devices: '", first, "' on ",
+                 p0.device().str(), ", '", name, "' on ", p.device().str());
+  }
 }
 
 bool Optimizer::decays(const std::string& name) const {
@@ -76,6 +84,62 @@ void Optimizer::each_gradient(Update&& update) {
   }
 }
 
+#ifdef SPARTA_CUDA
+// The fused kernels' descriptors: one group per parameter dtype and the indices of its members.
+struct Optimizer::CudaGroups {
+  std::vector<const void*> signature;  // the addresses of every parameter and state tensor when built
+  std::unique_ptr<fused::MultiTensor> group[2];  // f32, f64
+  std::vector<size_t> members[2];
+};
+
+template <typename Launch>
+void Optimizer::each_cuda_group(const std::vector<Tensor>& m, const std::vector<Tensor>& v, Launch&& launch) {
+  std::vector<const void*> signature;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    signature.push_back(params_[i].second.data_ptr());
+    signature.push_back(m[i].data_ptr());
+    signature.push_back(v.empty() ? nullptr : v[i].data_ptr());
+  }
+  if (!cuda_ || cuda_->signature != signature) {
+    auto groups = std::make_shared<CudaGroups>();
+    groups->signature = signature;
+    std::vector<fused::Slot> slots[2];
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const auto& [name, p] = params_[i];
+      const int k = p.dtype() == DType::f64 ? 1 : 0;
+      groups->members[k].push_back(i);
+      slots[k].push_back({p.data_ptr(), m[i].data_ptr(), v.empty() ? nullptr : v[i].data_ptr(), p.numel(),
+                          decays(name) ? weight_decay_ : 0.0});
+    }
+    const int device = params_.front().second.device().index;
+    for (int k = 0; k < 2; ++k) {
+      if (!slots[k].empty())
+        groups->group[k] = std::make_unique<fused::MultiTensor>(device, k ? DType::f64 : DType::f32, slots[k]);
+    }
+    cuda_ = std::move(groups);
+  }
+  std::vector<Tensor> keep;  // converted gradients stay alive until their kernel is queued
+  for (int k = 0; k < 2; ++k) {
+    if (!cuda_->group[k]) continue;
+    std::vector<const void*> grads;
+    for (size_t i : cuda_->members[k]) {
+      const auto& [name, p] = params_[i];
+      Tensor g = autograd::grad(p);
+      if (!g.defined()) {
+        grads.push_back(nullptr);
+        continue;
+      }
+      SPARTA_CHECK(g.device() == p.device(), "optimizer", "gradient of '", name, "' is on ", g.device().str(),
+                   ", the parameter on ", p.device().str());
+      g = contiguous(cast(g, p.dtype()));
+      keep.push_back(g);
+      grads.push_back(g.data_ptr());
+    }
+    launch(*cuda_->group[k], grads);
+  }
+}
+#endif
+
 AdamW::AdamW(NamedTensors params, double beta1, double beta2, double eps, double weight_decay,
              std::vector<std::string> no_decay)
     : Optimizer(std::move(params), weight_decay, std::move(no_decay)), beta1_(beta1), beta2_(beta2), eps_(eps) {
@@ -93,6 +157,15 @@ void AdamW::step(double lr) {
   double* count = step_count_.data<double>();
   *count += 1;
   const double c1 = 1 - std::pow(beta1_, *count), c2 = 1 - std::pow(beta2_, *count);
+#ifdef SPARTA_CUDA
+  if (on_cuda()) {
+    const fused::AdamWArgs args{lr, beta1_, beta2_, eps_, 1 / c1, 1 / std::sqrt(c2)};
+    each_cuda_group(m_, v_, [&](fused::MultiTensor& group, const std::vector<const void*>& grads) {
+      group.adamw(grads, args);
+    });
+    return;
+  }
+#endif
   each_gradient([&](size_t i, auto* w, const auto* gr, double wd) {
     using T = std::remove_pointer_t<decltype(w)>;
     T* m = m_[i].data<T>();
@@ -123,6 +196,14 @@ SGD::SGD(NamedTensors params, double momentum, double weight_decay, std::vector<
 }
 
 void SGD::step(double lr) {
+#ifdef SPARTA_CUDA
+  if (on_cuda()) {
+    each_cuda_group(buf_, {}, [&](fused::MultiTensor& group, const std::vector<const void*>& grads) {
+      group.sgd(grads, lr, momentum_);
+    });
+    return;
+  }
+#endif
   each_gradient([&](size_t i, auto* w, const auto* gr, double wd) {
     using T = std::remove_pointer_t<decltype(w)>;
     T* b = buf_[i].data<T>();
@@ -140,7 +221,46 @@ NamedTensors SGD::state() const {
   return s;
 }
 
+#ifdef SPARTA_CUDA
+namespace {
+
+// One reduction over every gradient and one read of the total; one launch to scale. A strided
+// gradient is measured and scaled through a dense copy, then copied back.
+double clip_grad_norm_cuda(const std::vector<Tensor>& grads, double max_norm) {
+  const Device dev = grads.front().device();
+  std::vector<fused::GradRef> refs;
+  std::vector<std::pair<Tensor, Tensor>> strided;  // (gradient, its dense copy)
+  for (const Tensor& g : grads) {
+    SPARTA_CHECK(g.device() == dev, "clip_grad_norm", "gradients on different devices: ", dev.str(), " and ",
+                 g.device().str());
+    Tensor d = g;
+    if (!g.is_contiguous()) {
+      d = contiguous(g);
+      strided.emplace_back(g, d);
+    }
+    refs.push_back({d.data_ptr(), d.numel(), d.dtype()});
+  }
+  fused::GradSet set(dev.index, refs);
+  const double norm = std::sqrt(set.sum_of_squares());
+  if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
+    set.scale(max_norm / (norm + 1e-6));
+    for (auto& [g, d] : strided) copy_(g, d);
+  }
+  return norm;
+}
+
+}  // namespace
+#endif
+
 double clip_grad_norm(const NamedTensors& params, double max_norm) {
+#ifdef SPARTA_CUDA
+  std::vector<Tensor> grads;
+  for (auto& [_, p] : params) {
+    Tensor g = autograd::grad(p);
+    if (g.defined()) grads.push_back(g);
+  }
+  if (!grads.empty() && grads.front().device().is_cuda()) return clip_grad_norm_cuda(grads, max_norm);
+#endif
   double total = 0;
   for (auto& [_, p] : params) {
     Tensor g = autograd::grad(p);

@@ -2,7 +2,9 @@
 // Optimizers over named parameters: AdamW (Loshchilov & Hutter: weight decay applied to the
 // weights directly, not through the gradient) and SGD with momentum. Parameters whose name
 // contains one of the no-decay patterns (biases, norms, embeddings by default) get no weight decay.
-// The update is one fused TBB-parallel pass per parameter, in f32 (or the parameter's f64).
+// On the CPU the update is one fused TBB-parallel pass per parameter; on CUDA one multi-tensor
+// launch over all parameters (train/optimizer_cuda.h); in f32 (or the parameters' f64) either way.
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,9 +33,18 @@ class Optimizer {
   // gradient (cast to the parameter's type), wd its weight decay (0 when excluded by name).
   template <typename Update>
   void each_gradient(Update&& update);
+  // Whether the parameters live on a CUDA device: step() then runs the fused kernels.
+  bool on_cuda() const { return !params_.empty() && params_.front().second.device().is_cuda(); }
+  // CUDA: calls launch(group, grads) per dtype group (f32, f64) with each parameter's gradient
+  // pointer (null: no gradient); the group's descriptors over (param, m, v) are built on first use
+  // and again only if the parameter set changes. v may be empty (SGD).
+  template <typename Launch>
+  void each_cuda_group(const std::vector<Tensor>& m, const std::vector<Tensor>& v, Launch&& launch);
   NamedTensors params_;
   double weight_decay_;
   std::vector<std::string> no_decay_;
+  struct CudaGroups;  // defined in optimizer.cpp (CUDA builds)
+  std::shared_ptr<CudaGroups> cuda_;
 };
 
 class AdamW : public Optimizer {
