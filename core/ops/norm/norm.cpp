@@ -3,15 +3,17 @@
 #include "core/ops.h"
 
 namespace sparta {
-Tensors LayerNorm::eval_cpu(const Tensors& in) {
+Tensors LayerNorm::eval_cpu(const Tensors& in) { return eval_with(in, cpu::layer_norm); }
+
+Tensors LayerNorm::eval_with(const Tensors& in, Kernel kernel) {
   const Tensor x = contiguous(in[0].detach());
   const Tensor w = in[1].defined() ? contiguous(in[1].detach()) : Tensor();
   const Tensor b = in[2].defined() ? contiguous(in[2].detach()) : Tensor();
   const int64_t rows = x.shape(0);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  Tensor mean = Tensor::empty({rows}, accumulation_dtype(x.dtype()));
-  Tensor rstd = Tensor::empty({rows}, accumulation_dtype(x.dtype()));
-  cpu::layer_norm(x, w, b, eps_, y, mean, rstd);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor mean = Tensor::empty({rows}, accumulation_dtype(x.dtype()), x.device());
+  Tensor rstd = Tensor::empty({rows}, accumulation_dtype(x.dtype()), x.device());
+  kernel(x, w, b, eps_, y, mean, rstd);
   return {y, mean, rstd};
 }
 
@@ -23,15 +25,17 @@ Tensors LayerNorm::vjp(const Tensors& primals, const Tensors& cot, const std::ve
   return picked;
 }
 
-Tensors LayerNormBackward::eval_cpu(const Tensors& in) {
+Tensors LayerNormBackward::eval_cpu(const Tensors& in) { return eval_with(in, cpu::layer_norm_backward); }
+
+Tensors LayerNormBackward::eval_with(const Tensors& in, Kernel kernel) {
   const Tensor x = contiguous(in[0].detach());
   const Tensor w = in[1].defined() ? contiguous(in[1].detach()) : Tensor();
   const Tensor dy = contiguous(cast(in[4].detach(), x.dtype()));
   const int64_t cols = x.shape(1);
   const DType acc = accumulation_dtype(x.dtype());
-  Tensor dx = Tensor::empty(x.shape(), x.dtype());
-  Tensor dw = Tensor::empty({cols}, acc), db = Tensor::empty({cols}, acc);
-  cpu::layer_norm_backward(x, w, in[2].detach(), in[3].detach(), dy, dx, dw, db);
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor dw = Tensor::empty({cols}, acc, x.device()), db = Tensor::empty({cols}, acc, x.device());
+  kernel(x, w, in[2].detach(), in[3].detach(), dy, dx, dw, db);
   const DType wt = in[1].defined() ? in[1].dtype() : x.dtype();
   return {dx, cast(dw, wt), cast(db, wt)};
 }

@@ -12,10 +12,18 @@ class LayerNorm : public Primitive {
   explicit LayerNorm(double eps) : eps_(eps) {}
   const char* name() const override { return "layer_norm"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 
  private:
+  using Kernel = void (*)(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
+                          const Tensor& mean, const Tensor& rstd);
+  // Allocates the outputs on x's device and runs a backend's kernel.
+  Tensors eval_with(const Tensors& in, Kernel kernel);
+
   double eps_;
 };
 
@@ -26,7 +34,15 @@ class LayerNormBackward : public Primitive {
  public:
   const char* name() const override { return "layer_norm_backward"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   bool differentiable() const override { return false; }
+
+ private:
+  using Kernel = void (*)(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                          const Tensor& dy, const Tensor& dx, const Tensor& dweight, const Tensor& dbias);
+  Tensors eval_with(const Tensors& in, Kernel kernel);
 };
 
 namespace cpu {
@@ -35,5 +51,14 @@ void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, doubl
 void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
                          const Tensor& dy, const Tensor& dx, const Tensor& dweight, const Tensor& dbias);
 }  // namespace cpu
+
+#ifdef SPARTA_CUDA
+namespace cuda {
+void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
+                const Tensor& mean, const Tensor& rstd);
+void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                         const Tensor& dy, const Tensor& dx, const Tensor& dweight, const Tensor& dbias);
+}  // namespace cuda
+#endif
 
 }  // namespace sparta

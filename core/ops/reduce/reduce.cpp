@@ -46,10 +46,11 @@ const char* Reduce::name() const {
   return "reduce";
 }
 
-Tensors Reduce::eval_cpu(const Tensors& in) {
-  Tensor r = cpu::reduce(op_, in[0], axes_);
-  return {reshape(r.detach(), reduced_shape(in[0].shape(), axes_, keepdim_)).detach()};
+Tensor Reduce::drop_reduced(const Tensor& r, const Tensor& x) const {
+  return reshape(r.detach(), reduced_shape(x.shape(), axes_, keepdim_)).detach();
 }
+
+Tensors Reduce::eval_cpu(const Tensors& in) { return {drop_reduced(cpu::reduce(op_, in[0], axes_), in[0])}; }
 
 Tensors Reduce::vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>&, const Tensors& outputs) {
   const Tensor& x = primals[0];

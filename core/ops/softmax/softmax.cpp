@@ -18,13 +18,15 @@ Tensor rows_of(const Tensor& x, int axis, std::vector<int>& perm) {
 
 }  // namespace
 
-Tensors Softmax::eval_cpu(const Tensors& in) {
+Tensors Softmax::eval_cpu(const Tensors& in) { return eval_rows(in, cpu::softmax_rows); }
+
+Tensors Softmax::eval_rows(const Tensors& in, void (*kernel)(const Tensor& x, const Tensor& out, bool log)) {
   const Tensor x = in[0].detach();
-  if (x.numel() == 0) return {Tensor::empty(x.shape(), x.dtype())};
+  if (x.numel() == 0) return {Tensor::empty(x.shape(), x.dtype(), x.device())};
   std::vector<int> perm;
   Tensor rows = rows_of(x, axis_, perm).detach();
-  Tensor out = Tensor::empty(rows.shape(), x.dtype());
-  cpu::softmax_rows(rows, out, log_);
+  Tensor out = Tensor::empty(rows.shape(), x.dtype(), x.device());
+  kernel(rows, out, log_);
   if (axis_ == x.dim() - 1 || x.dim() == 0) return {reshape(out, x.shape()).detach()};
   Shape permuted;
   for (int d : perm) permuted.push_back(x.shape(d));

@@ -11,10 +11,16 @@ class Softmax : public Primitive {
   Softmax(int axis, bool log) : axis_(axis), log_(log) {}
   const char* name() const override { return log_ ? "log_softmax" : "softmax"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 
  private:
+  // Moves the axis last, runs a backend's row kernel on the (R, C) rows and moves it back.
+  Tensors eval_rows(const Tensors& in, void (*rows)(const Tensor& x, const Tensor& out, bool log));
+
   int axis_;  // non-negative
   bool log_;
 };
@@ -28,6 +34,9 @@ class CrossEntropy : public Primitive {
   explicit CrossEntropy(int64_t ignore_index) : ignore_index_(ignore_index) {}
   const char* name() const override { return "cross_entropy"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   Tensors vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
               const Tensors& outputs) override;
 
@@ -41,6 +50,9 @@ class CrossEntropyBackward : public Primitive {
   explicit CrossEntropyBackward(int64_t ignore_index) : ignore_index_(ignore_index) {}
   const char* name() const override { return "cross_entropy_backward"; }
   Tensors eval_cpu(const Tensors& in) override;
+#ifdef SPARTA_CUDA
+  Tensors eval_cuda(const Tensors& in) override;
+#endif
   bool differentiable() const override { return false; }
 
  private:
@@ -55,5 +67,17 @@ std::pair<double, int64_t> cross_entropy_rows(const Tensor& logits, const Tensor
 void cross_entropy_backward_rows(const Tensor& logits, const Tensor& targets, int64_t ignore_index, double g_over_n,
                                  const Tensor& dlogits);
 }  // namespace cpu
+
+#ifdef SPARTA_CUDA
+namespace cuda {
+void softmax_rows(const Tensor& x, const Tensor& out, bool log);
+// The loss (0-d, accumulation dtype) formed on the device: the row losses and the count of counted
+// rows never come back to the host.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index);
+// g: the upstream gradient as a 0-d f64 device tensor; its division by the count happens on the device.
+void cross_entropy_backward_rows(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& g,
+                                 const Tensor& dlogits);
+}  // namespace cuda
+#endif
 
 }  // namespace sparta
