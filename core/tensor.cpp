@@ -26,6 +26,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 int64_t Tensor::shape(int64_t axis) const { return impl().shape[normalize_axis(axis, dim(), "shape")]; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element has an address to be out of order (as in PyTorch)
   const auto& sh = impl().shape;
   const auto& st = impl().strides;
   int64_t expected = 1;

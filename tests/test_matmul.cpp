@@ -176,3 +176,11 @@ BOOST_AUTO_TEST_CASE(errors_name_the_shapes) {
   check_error([] { matmul(scalar(1.0), random({3})); }, {"[matmul]", "()", "(3,)"});
   check_error([] { matmul(random({3}), random({4})); }, {"[matmul]", "(3,)", "(4,)", "inner"});
 }
+
+BOOST_AUTO_TEST_CASE(both_operands_expanded_over_the_batch) {
+  // Stride-0 batch dims in both operands: (1, 7, 13) and (1, 13, 5) viewed as batches of 4.
+  Tensor a = random({1, 7, 13}), b = random({1, 13, 5});
+  Tensor got = matmul(expand(a, {4, 7, 13}), expand(b, {4, 13, 5}));
+  Tensor one = matmul(a, b);
+  for (int64_t i = 0; i < 4; ++i) check_close(got.slice(0, i, i + 1), one, 1e-6, 1e-6, "batch entry");
+}

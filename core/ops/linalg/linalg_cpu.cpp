@@ -135,6 +135,11 @@ bool matmul_strided(const Tensor& a, const Tensor& b, const Tensor& out) {
   matrix_readable(lc);
   simplify({&la, &lb, &lc});
   if (int(lc.dims.size()) > kMaxDnnlRank) return false;
+  // oneDNN broadcasts a batch dim only from one operand to the other's size; a dim where both
+  // operands are expanded views (stride 0) has no such descriptor.
+  for (size_t i = 0; i + 2 < lc.dims.size(); ++i) {
+    if (lc.dims[i] > 1 && la.dims[i] == 1 && lb.dims[i] == 1) return false;
+  }
   return dnnl_support::matmul(desc_of(la, a.dtype()), ta.data_ptr(), desc_of(lb, b.dtype()), tb.data_ptr(),
                               desc_of(lc, out.dtype()), out.data_ptr(), /*allow_reference=*/false);
 }
