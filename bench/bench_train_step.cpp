@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "core/autocast.h"
 #include "core/cuda/runtime.h"
 #include "core/ops.h"
 #include "nn/transformer.h"
@@ -23,7 +24,7 @@ int main(int argc, char** argv) {
   int64_t seq = 512, d_model = 256, batch = 8, steps = 6, vocab = 256, block = 64;
   int layers = 4, heads = 4;
   std::string pattern = "dense", device_name = "cpu";
-  bool gpt2_small = false;
+  bool gpt2_small = false, bf16 = false;
   app.add_option("--seq", seq);
   app.add_option("--d-model", d_model);
   app.add_option("--layers", layers);
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   app.add_option("--vocab", vocab);
   app.add_option("--block", block, "attention block size");
   app.add_option("--device", device_name, "cpu, cuda or cuda:N");
+  app.add_flag("--bf16", bf16, "bf16 autocast (matmuls and attention in bf16, f32 master weights)");
   app.add_flag("--gpt2-small", gpt2_small, "12 layers, d_model 768, 12 heads, vocabulary 50304, T=1024, batch 16");
   CLI11_PARSE(app, argc, argv);
   if (gpt2_small) {
@@ -59,7 +61,12 @@ int main(int argc, char** argv) {
   std::vector<double> times;
   for (int64_t s = 0; s < steps + 1; ++s) {
     auto t0 = std::chrono::steady_clock::now();
-    autograd::backward(model.loss(x, y));
+    Tensor loss;
+    {
+      AutocastGuard autocast(bf16 ? std::optional<DType>(DType::bf16) : std::nullopt);
+      loss = model.loss(x, y);
+    }
+    autograd::backward(loss);
     opt.step(1e-4);
     opt.zero_grad();
     if (device.is_cuda()) cuda::synchronize(device.index);  // the step's kernels have run
@@ -68,9 +75,9 @@ int main(int argc, char** argv) {
   }
   std::sort(times.begin(), times.end());
   const double t = times[times.size() / 2];
-  std::printf("sparta on %s: %lld params, T=%lld d=%lld L=%d H=%d V=%lld batch %lld %s: %.1f ms/step, %.0f tokens/s, "
+  std::printf("sparta on %s%s: %lld params, T=%lld d=%lld L=%d H=%d V=%lld batch %lld %s: %.1f ms/step, %.0f tokens/s, "
               "peak %.0f MB\n",
-              device.str().c_str(), static_cast<long long>(model.parameter_count()), static_cast<long long>(seq),
+              device.str().c_str(), bf16 ? " (bf16 autocast)" : "", static_cast<long long>(model.parameter_count()), static_cast<long long>(seq),
               static_cast<long long>(d_model), layers, heads, static_cast<long long>(vocab), static_cast<long long>(batch),
               pattern.c_str(), t * 1e3, double(batch * seq) / t, double(memory_stats(device).peak_bytes) / 1e6);
   return 0;

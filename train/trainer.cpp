@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "autograd/autograd.h"
+#include "core/autocast.h"
 #include "core/cuda/runtime.h"
 #include "core/ops.h"
 #include "data/prefetch.h"
@@ -16,6 +17,7 @@
 #include "train/atomic_file.h"
 #include "train/checkpoint.h"
 #include "train/checkpoint_manager.h"
+#include "train/loss_scaler.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -81,8 +83,9 @@ data::TokenSourcePtr open_data(const DataConfig& d) {
 }
 
 double evaluate_loss(const nn::SparseTransformer& model, const data::TokenSourcePtr& source, int64_t seq_len,
-                     int64_t batch, int64_t max_windows) {
+                     int64_t batch, int64_t max_windows, std::optional<DType> low) {
   autograd::NoGradGuard no_grad;
+  AutocastGuard autocast(low);
   const int64_t windows = (source->size() - 1) / seq_len;
   SPARTA_CHECK(windows >= 1, "eval", source->describe(), " holds ", source->size(), " tokens; a window needs ",
                seq_len + 1);
@@ -105,6 +108,12 @@ double evaluate_loss(const nn::SparseTransformer& model, const data::TokenSource
   return total / double(count);
 }
 
+std::optional<DType> autocast_precision(Precision p) {
+  if (p == Precision::bf16) return DType::bf16;
+  if (p == Precision::fp16) return DType::f16;
+  return std::nullopt;
+}
+
 RunConfig load_run_config(const std::string& run_dir) {
   const std::string path = (fs::path(run_dir) / "config.yaml").string();
   SPARTA_CHECK(fs::exists(path), "resume", "'", run_dir, "' is not a run directory (no config.yaml)");
@@ -125,6 +134,7 @@ struct Trainer::State {
   std::unique_ptr<MetricsLog> metrics;
   std::unique_ptr<EventWriter> events;
   std::ofstream log;
+  LossScaler scaler{false};
   int64_t step = 0;
   double best_val = INFINITY;
   double unigram_bits = 0;
@@ -144,6 +154,7 @@ struct Trainer::State {
     c.counters["rng.seed"] = int64_t(gen.seed());
     c.counters["rng.offset"] = int64_t(gen.offset());
     c.scalars["best_val_loss"] = best_val;
+    scaler.save(c.scalars, c.counters);
     c.config_yaml = to_yaml(cfg);
     return c;
   }
@@ -160,8 +171,7 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
                  n == 0 ? "no CUDA device is visible (or this build of sparta has no CUDA backend)"
                         : std::to_string(n) + " CUDA device(s) visible");
   }
-  SPARTA_CHECK(c.precision == Precision::fp32, "config", "precision ", enum_name(c.precision),
-               ": only fp32 training exists yet");
+  s.scaler = LossScaler(c.precision == Precision::fp16);
   const nn::TransformerConfig tc = transformer_config(c);
 
   // Data before anything is written: a missing, empty or too short corpus stops the run here.
@@ -205,6 +215,7 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
     s.gen.set_state(uint64_t(st.counters.at("rng.seed")), uint64_t(st.counters.at("rng.offset")));
     sampler.set_state(data::SamplerState::from_map(st.counters, "data."));
     if (st.scalars.count("best_val_loss")) s.best_val = st.scalars.at("best_val_loss");
+    s.scaler.load(st.scalars, st.counters);
   } else {
     SPARTA_CHECK(!fs::exists(fs::path(s.run_dir) / "checkpoints") || fs::is_empty(fs::path(s.run_dir) / "checkpoints"),
                  "train", "run directory '", s.run_dir, "' already holds checkpoints: resume it with `sparta resume ",
@@ -248,6 +259,7 @@ TrainResult Trainer::run() {
   result.run_dir = s.run_dir;
   const NamedTensors params = s.model->named_parameters();
   const int64_t tokens_per_step = c.train.batch_size * c.model.seq_len * c.train.grad_accum;
+  const std::optional<DType> low = autocast_precision(c.precision);
   const auto start = std::chrono::steady_clock::now();
   EtaEstimator eta;
   int64_t consecutive_skips = 0;
@@ -259,12 +271,18 @@ TrainResult Trainer::run() {
     double loss_sum = 0;
     for (int64_t a = 0; a < c.train.grad_accum; ++a) {
       data::Batch b = s.loader->next();
-      Tensor loss = s.model->loss(b.inputs, b.targets);
+      Tensor loss;
+      {
+        AutocastGuard autocast(low);
+        loss = s.model->loss(b.inputs, b.targets);
+      }
       loss_sum += loss.item<double>();
-      autograd::backward(loss * (1.0 / double(c.train.grad_accum)));
+      autograd::backward(loss * (s.scaler.scale() / double(c.train.grad_accum)));
     }
     const double loss = loss_sum / double(c.train.grad_accum);
+    s.scaler.unscale(params);
     const double norm = clip_grad_norm(params, c.train.grad_clip);
+    s.scaler.update(std::isfinite(norm));
     const double lr = s.schedule.at(step);
     s.step = step;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
@@ -272,7 +290,7 @@ TrainResult Trainer::run() {
       s.optim->zero_grad();
       ++result.skipped_steps;
       s.say("step " + std::to_string(step) + ": non-finite " + (std::isfinite(loss) ? "gradient" : "loss") +
-            ", step skipped");
+            ", step skipped" + (s.scaler.enabled() ? " (loss scale now " + std::to_string(s.scaler.scale()) + ")" : ""));
       SPARTA_CHECK(++consecutive_skips < kMaxConsecutiveSkips, "train", kMaxConsecutiveSkips,
                    " steps in a row had non-finite losses or gradients; stopping. The last good checkpoint is ",
                    s.checkpoints->latest().value_or("(none)"));
@@ -296,10 +314,11 @@ TrainResult Trainer::run() {
     rec.elapsed_s = seconds_since(start);
     rec.memory_bytes = memory_stats(c.device).peak_bytes;
     if (result.skipped_steps > 0) rec.extra["skipped_steps"] = double(result.skipped_steps);
+    if (s.scaler.enabled()) rec.extra["loss_scale"] = s.scaler.scale();
     if (eval_now) {
       s.model->eval();
       const double v = evaluate_loss(*s.model, s.split.validation, c.model.seq_len, c.train.batch_size,
-                                     c.train.eval_batches * c.train.batch_size);
+                                     c.train.eval_batches * c.train.batch_size, low);
       s.model->train();
       rec.val_loss = v;
       rec.val_bpb = v / std::log(2.0);

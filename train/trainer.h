@@ -51,10 +51,13 @@ class Trainer {
 };
 
 // Mean next-token loss (nats) over consecutive windows of seq_len + 1 tokens from the start of a
-// source (at most max_windows of them; 0: all), in eval mode; with byte tokens, bits per byte =
-// loss / ln 2.
+// source (at most max_windows of them; 0: all), in eval mode, under autocast to `low` if given
+// (core/autocast.h); with byte tokens, bits per byte = loss / ln 2.
 double evaluate_loss(const nn::SparseTransformer& model, const data::TokenSourcePtr& source, int64_t seq_len,
-                     int64_t batch, int64_t max_windows);
+                     int64_t batch, int64_t max_windows, std::optional<DType> low = std::nullopt);
+
+// The autocast precision of a run's `precision` (nullopt for fp32).
+std::optional<DType> autocast_precision(Precision p);
 
 // The token source a data config names (a text file, a directory of text files, or shards).
 data::TokenSourcePtr open_data(const DataConfig& data);

@@ -34,8 +34,9 @@ std::string write_corpus(const fs::path& dir) {
   return path;
 }
 
-RunConfig config(const std::string& data, const std::string& name, const std::string& device, int64_t steps) {
-  return parse_config("name: " + name + "\nseed: 5\ndevice: " + device +
+RunConfig config(const std::string& data, const std::string& name, const std::string& device, int64_t steps,
+                 const std::string& precision = "fp32") {
+  return parse_config("name: " + name + "\nseed: 5\ndevice: " + device + "\nprecision: " + precision +
                           "\nmodel: {d_model: 64, n_layers: 3, n_heads: 4, seq_len: 64, dropout: 0.1, "
                           "attention: ['local:16', 'strided:8', 'fixed:16:4'], block: 8}\n"
                           "data: {path: '" + data + "'}\noptimizer: {lr: 0.003, weight_decay: 0.1}\n"
@@ -97,6 +98,26 @@ BOOST_AUTO_TEST_CASE(cuda_run_resumes_on_the_device) {
   const std::vector<double> a = losses(straight.run_dir), b = losses(r.run_dir);
   BOOST_REQUIRE_EQUAL(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) BOOST_CHECK_MESSAGE(std::abs(a[i] - b[i]) <= 1e-3 * std::abs(a[i]), "step " << i + 1);
+}
+
+BOOST_AUTO_TEST_CASE(bf16_and_fp16_track_f32) {
+  TempDir tmp;
+  const std::string data = write_corpus(tmp.path);
+  TrainerOptions o;
+  o.runs_root = (tmp.path / "runs").string();
+  o.quiet = true;
+  TrainResult f32 = Trainer(config(data, "f32", "cuda", 50), o).run();
+  for (const char* p : {"bf16", "fp16"}) {
+    TrainResult low = Trainer(config(data, p, "cuda", 50, p), o).run();
+    BOOST_REQUIRE(low.val_loss.has_value());
+    BOOST_TEST_MESSAGE(p << " validation loss " << *low.val_loss << " (f32 " << *f32.val_loss << ")");
+    BOOST_CHECK_CLOSE(*low.val_loss, *f32.val_loss, 2.0);
+    BOOST_CHECK_EQUAL(low.skipped_steps, 0);
+  }
+  // The fp16 run logged its loss scale.
+  const auto records = read_metrics((fs::path(o.runs_root) / "fp16" / "metrics.jsonl").string());
+  BOOST_REQUIRE(!records.empty());
+  BOOST_CHECK(records.back().extra.count("loss_scale"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/autocast.h"
 #include "core/ops.h"
 
 namespace sparta {
@@ -37,17 +38,20 @@ Tensors SparseAttentionBackward::eval_cpu(const Tensors& in) {
   return {dq, dk, dv};
 }
 
-Tensor sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+Tensor sparse_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                         const std::shared_ptr<const attn::BlockLayout>& layout, double scale) {
   const char* op = "sparse_attention";
+  const Tensor q = autocast_low(q_in), k = autocast_low(k_in), v = autocast_low(v_in);
   SPARTA_CHECK(layout != nullptr, op, "no layout");
   SPARTA_CHECK(q.dim() == 4, op, "q must be (batch, heads, seq, head_dim), got ", shape_str(q.shape()));
   SPARTA_CHECK(k.shape() == q.shape() && v.shape() == q.shape(), op, "q, k and v shapes differ: ",
                shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
   SPARTA_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), op, "q, k and v dtypes differ: ",
                dtype_name(q.dtype()), ", ", dtype_name(k.dtype()), ", ", dtype_name(v.dtype()));
-  SPARTA_CHECK(q.dtype() == DType::f32 || q.dtype() == DType::bf16 || q.dtype() == DType::f64, op,
-               "supports f32, bf16 and f64, got ", dtype_name(q.dtype()));
+  SPARTA_CHECK(q.dtype() == DType::f32 || q.dtype() == DType::bf16 || q.dtype() == DType::f64 ||
+                   (q.dtype() == DType::f16 && q.device().is_cuda()),
+               op, "supports f32, bf16 and f64 (and f16 on CUDA), got ", dtype_name(q.dtype()), " on ",
+               q.device().str());
   SPARTA_CHECK(q.shape(2) == layout->seq_len, op, "sequence length ", q.shape(2), " of q ", shape_str(q.shape()),
                " differs from the layout's ", layout->seq_len);
   SPARTA_CHECK(layout->n_layouts == 1 || layout->n_layouts == q.shape(1), op, "the layout has ", layout->n_layouts,

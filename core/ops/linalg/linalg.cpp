@@ -1,5 +1,6 @@
 #include "core/ops/linalg/linalg.h"
 
+#include "core/autocast.h"
 #include "core/ops.h"
 
 namespace sparta {
@@ -37,7 +38,8 @@ Tensors MatMul::vjp(const Tensors& primals, const Tensors& cot, const std::vecto
   return grads;
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = autocast_low(a_in), b = autocast_low(b_in);
   const std::string shapes = shape_str(a.shape()) + " @ " + shape_str(b.shape());
   SPARTA_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "operands must have at least one dimension, got ", shapes);
   SPARTA_CHECK(a.dtype() == b.dtype(), "matmul", "dtypes differ: ", dtype_name(a.dtype()), " @ ",

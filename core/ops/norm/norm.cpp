@@ -1,5 +1,6 @@
 #include "core/ops/norm/norm.h"
 
+#include "core/autocast.h"
 #include "core/ops.h"
 
 namespace sparta {
@@ -40,8 +41,9 @@ Tensors LayerNormBackward::eval_with(const Tensors& in, Kernel kernel) {
   return {dx, cast(dw, wt), cast(db, wt)};
 }
 
-Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, double eps) {
   const char* op = "layer_norm";
+  const Tensor x = autocast_full(x_in), weight = autocast_full(weight_in), bias = autocast_full(bias_in);
   SPARTA_CHECK(is_floating(x.dtype()), op, "needs a floating tensor, got ", dtype_name(x.dtype()));
   SPARTA_CHECK(x.dim() >= 1 && x.shape(-1) >= 1, op, "needs a non-empty last axis, got ", shape_str(x.shape()));
   SPARTA_CHECK(eps >= 0, op, "eps must be non-negative, got ", eps);

@@ -1,5 +1,6 @@
 #include "core/ops/softmax/softmax.h"
 
+#include "core/autocast.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 
@@ -43,13 +44,15 @@ Tensors Softmax::vjp(const Tensors&, const Tensors& cot, const std::vector<int>&
   return {y * (g - sum(g * y, {axis_}, true))};
 }
 
-Tensor softmax(const Tensor& x, int axis) {
+Tensor softmax(const Tensor& x_in, int axis) {
+  const Tensor x = autocast_full(x_in);
   SPARTA_CHECK(is_floating(x.dtype()), "softmax", "needs a floating tensor, got ", dtype_name(x.dtype()));
   const int a = x.dim() == 0 ? 0 : normalize_axis(axis, x.dim(), "softmax");
   return run1(std::make_shared<Softmax>(a, false), {x});
 }
 
-Tensor log_softmax(const Tensor& x, int axis) {
+Tensor log_softmax(const Tensor& x_in, int axis) {
+  const Tensor x = autocast_full(x_in);
   SPARTA_CHECK(is_floating(x.dtype()), "log_softmax", "needs a floating tensor, got ", dtype_name(x.dtype()));
   const int a = x.dim() == 0 ? 0 : normalize_axis(axis, x.dim(), "log_softmax");
   return run1(std::make_shared<Softmax>(a, true), {x});
@@ -75,8 +78,9 @@ Tensors CrossEntropyBackward::eval_cpu(const Tensors& in) {
   return {d};
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets, int64_t ignore_index) {
   const char* op = "cross_entropy";
+  const Tensor logits = autocast_full(logits_in);
   SPARTA_CHECK(is_floating(logits.dtype()), op, "logits must be floating, got ", dtype_name(logits.dtype()));
   SPARTA_CHECK(targets.dtype() == DType::i64 || targets.dtype() == DType::i32, op,
                "targets must be i32 or i64, got ", dtype_name(targets.dtype()));
