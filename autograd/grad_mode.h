@@ -16,4 +16,16 @@ class NoGradGuard {
   bool prev_;
 };
 
+// Recording on inside a region where it was off (recomputation inside a backward pass).
+class EnableGradGuard {
+ public:
+  EnableGradGuard() : prev_(grad_enabled()) { set_grad_enabled(true); }
+  ~EnableGradGuard() { set_grad_enabled(prev_); }
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
 }  // namespace sparta::autograd

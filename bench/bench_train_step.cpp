@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   CLI::App app{"training-step benchmark"};
   int64_t seq = 512, d_model = 256, batch = 8, steps = 6, vocab = 256, block = 64;
   int layers = 4, heads = 4;
+  int64_t checkpoint_every = 0;
   std::string pattern = "dense", device_name = "cpu";
   bool gpt2_small = false, bf16 = false;
   app.add_option("--seq", seq);
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   app.add_option("--vocab", vocab);
   app.add_option("--block", block, "attention block size");
   app.add_option("--device", device_name, "cpu, cuda or cuda:N");
+  app.add_option("--checkpoint", checkpoint_every, "activation checkpointing: every N-th block (0: none, 1: all)");
   app.add_flag("--bf16", bf16, "bf16 autocast (matmuls and attention in bf16, f32 master weights)");
   app.add_flag("--gpt2-small", gpt2_small, "12 layers, d_model 768, 12 heads, vocabulary 50304, T=1024, batch 16");
   CLI11_PARSE(app, argc, argv);
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
   c.max_seq_len = seq;
   c.attention = {nn::parse_pattern(pattern)};
   c.block = block;
+  c.checkpoint_every = checkpoint_every;
   Generator gen(0);
   nn::SparseTransformer model(c, &gen);
   model.to(device);
@@ -75,9 +78,10 @@ int main(int argc, char** argv) {
   }
   std::sort(times.begin(), times.end());
   const double t = times[times.size() / 2];
-  std::printf("sparta on %s%s: %lld params, T=%lld d=%lld L=%d H=%d V=%lld batch %lld %s: %.1f ms/step, %.0f tokens/s, "
+  std::printf("sparta on %s%s%s: %lld params, T=%lld d=%lld L=%d H=%d V=%lld batch %lld %s: %.1f ms/step, %.0f tokens/s, "
               "peak %.0f MB\n",
-              device.str().c_str(), bf16 ? " (bf16 autocast)" : "", static_cast<long long>(model.parameter_count()), static_cast<long long>(seq),
+              device.str().c_str(), bf16 ? " (bf16 autocast)" : "",
+              checkpoint_every ? (" (checkpointing every " + std::to_string(checkpoint_every) + ")").c_str() : "", static_cast<long long>(model.parameter_count()), static_cast<long long>(seq),
               static_cast<long long>(d_model), layers, heads, static_cast<long long>(vocab), static_cast<long long>(batch),
               pattern.c_str(), t * 1e3, double(batch * seq) / t, double(memory_stats(device).peak_bytes) / 1e6);
   return 0;

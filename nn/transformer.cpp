@@ -1,6 +1,7 @@
 #include "nn/transformer.h"
 
 #include "core/ops.h"
+#include "nn/checkpoint.h"
 
 namespace sparta::nn {
 
@@ -25,7 +26,8 @@ Tensor SparseTransformerBlock::forward(const Tensor& x) const {
   return mlp_residual(h);
 }
 
-SparseTransformer::SparseTransformer(const TransformerConfig& c, Generator* gen) : config_(c) {
+SparseTransformer::SparseTransformer(const TransformerConfig& c, Generator* gen)
+    : config_(c), gen_(gen ? gen : &default_generator()) {
   SPARTA_CHECK(!c.attention.empty(), "SparseTransformer", "no attention pattern");
   SPARTA_CHECK(c.n_layers >= 1 && c.vocab_size >= 1 && c.max_seq_len >= 1, "SparseTransformer",
                "layers, vocabulary and sequence length must be positive");
@@ -67,7 +69,15 @@ Tensor SparseTransformer::head(const Tensor& h) const {
 
 Tensor SparseTransformer::forward(const Tensor& tokens) const {
   Tensor h = embed(tokens, 0);
-  for (const auto& b : blocks_) h = b->forward(h);
+  const int64_t every = config_.checkpoint_every;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const auto& b = blocks_[i];
+    if (every > 0 && i % size_t(every) == 0 && is_training()) {
+      h = checkpoint([b](const Tensor& x) { return b->forward(x); }, h, gen_);
+    } else {
+      h = b->forward(h);
+    }
+  }
   return head(h);
 }
 

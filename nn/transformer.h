@@ -24,6 +24,8 @@ struct TransformerConfig {
   bool tie_embeddings = true;
   std::vector<PatternPtr> attention;  // cycles over the layers
   int64_t block = 64;
+  // Activation checkpointing (nn/checkpoint.h): 0 none, 1 every block, n every n-th block.
+  int64_t checkpoint_every = 0;
 };
 
 class SparseTransformerBlock : public Module {
@@ -62,6 +64,7 @@ class SparseTransformer : public Module {
   TransformerConfig config_;
   std::shared_ptr<Embedding> embed_, pos_embed_;
   Tensor sinusoids_;
+  Generator* gen_;  // dropout draws (checkpointed blocks rewind it to recompute)
   std::vector<std::shared_ptr<SparseTransformerBlock>> blocks_;
   std::shared_ptr<LayerNorm> ln_f_;
   std::shared_ptr<Linear> lm_head_;

@@ -59,6 +59,7 @@ nn::TransformerConfig transformer_config(const RunConfig& c) {
   t.positions = position_kind(c.model.positions);
   t.tie_embeddings = c.model.tie_embeddings;
   t.block = c.model.block;
+  t.checkpoint_every = c.model.checkpoint_every;
   // The config reader has checked each pattern against the sequence length with its key path,
   // and the model's constructor checks them again for configs from elsewhere (an export's JSON).
   for (size_t i = 0; i < c.model.attention.size(); ++i) {
