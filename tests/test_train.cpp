@@ -87,6 +87,14 @@ BOOST_AUTO_TEST_CASE(resumed_run_is_bit_identical) {
   std::vector<int64_t> steps;
   for (const MetricsRecord& r : read_metrics((dir / "metrics.jsonl").string())) steps.push_back(r.step);
   BOOST_CHECK((steps == std::vector<int64_t>{3, 5, 6, 6, 9, 12, 12}) || (steps == std::vector<int64_t>{3, 5, 6, 9, 12}));
+  // Every record carries the memory report by category.
+  for (const MetricsRecord& r : read_metrics((dir / "metrics.jsonl").string())) {
+    for (const char* k : {"mem_params_bytes", "mem_optimizer_bytes", "mem_grads_bytes", "mem_activations_bytes"}) {
+      BOOST_CHECK_MESSAGE(r.extra.count(k), "step " << r.step << " lacks " << k);
+    }
+    BOOST_CHECK_GT(r.extra.at("mem_activations_bytes"), 0);
+    BOOST_CHECK_EQUAL(r.extra.at("mem_grads_bytes"), r.extra.at("mem_params_bytes"));  // f32 grads of f32 weights
+  }
   bool events = false;
   for (auto& e : fs::directory_iterator(dir)) events |= e.path().filename().string().rfind("events.out.tfevents", 0) == 0;
   BOOST_CHECK(events);

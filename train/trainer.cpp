@@ -109,6 +109,22 @@ double evaluate_loss(const nn::SparseTransformer& model, const data::TokenSource
   return total / double(count);
 }
 
+namespace {
+int64_t bytes_of(const NamedTensors& ts) {
+  int64_t n = 0;
+  for (const auto& [name, t] : ts) n += int64_t(t.nbytes());
+  return n;
+}
+int64_t bytes_of_grads(const NamedTensors& params) {
+  int64_t n = 0;
+  for (const auto& [name, p] : params) {
+    const Tensor g = autograd::grad(p);
+    if (g.defined()) n += int64_t(g.nbytes());
+  }
+  return n;
+}
+}  // namespace
+
 std::optional<DType> autocast_precision(Precision p) {
   if (p == Precision::bf16) return DType::bf16;
   if (p == Precision::fp16) return DType::f16;
@@ -269,6 +285,9 @@ TrainResult Trainer::run() {
   while (s.step < last) {
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t step = s.step + 1;
+    // The memory report: what is held between steps (weights, optimizer state) and the peak above it.
+    const int64_t held = memory_stats(c.device).current_bytes;
+    reset_peak_memory(c.device);
     double loss_sum = 0;
     for (int64_t a = 0; a < c.train.grad_accum; ++a) {
       data::Batch b = s.loader->next();
@@ -281,6 +300,7 @@ TrainResult Trainer::run() {
       autograd::backward(loss * (s.scaler.scale() / double(c.train.grad_accum)));
     }
     const double loss = loss_sum / double(c.train.grad_accum);
+    const int64_t grad_bytes = bytes_of_grads(params);
     s.scaler.unscale(params);
     const double norm = clip_grad_norm(params, c.train.grad_clip);
     s.scaler.update(std::isfinite(norm));
@@ -314,6 +334,12 @@ TrainResult Trainer::run() {
     rec.tokens_per_s = double(tokens_per_step) / dt;
     rec.elapsed_s = seconds_since(start);
     rec.memory_bytes = memory_stats(c.device).peak_bytes;
+    // Peak bytes by category: the activations are what the step's peak held beyond the weights,
+    // optimizer state and gradients (saved tensors of the tape and the temporaries beside them).
+    rec.extra["mem_params_bytes"] = double(bytes_of(params));
+    rec.extra["mem_optimizer_bytes"] = double(bytes_of(s.optim->state()));
+    rec.extra["mem_grads_bytes"] = double(grad_bytes);
+    rec.extra["mem_activations_bytes"] = double(std::max<int64_t>(0, rec.memory_bytes - held - grad_bytes));
     if (result.skipped_steps > 0) rec.extra["skipped_steps"] = double(result.skipped_steps);
     if (s.scaler.enabled()) rec.extra["loss_scale"] = s.scaler.scale();
     if (eval_now) {
