@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   x = to_device(x, device);
   y = to_device(y, device);
   std::vector<double> times;
+  int64_t held = 0;
   for (int64_t s = 0; s < steps + 1; ++s) {
     auto t0 = std::chrono::steady_clock::now();
     Tensor loss;
@@ -73,16 +74,23 @@ int main(int argc, char** argv) {
     opt.step(1e-4);
     opt.zero_grad();
     if (device.is_cuda()) cuda::synchronize(device.index);  // the step's kernels have run
-    if (s == 0) reset_peak_memory(device);  // the first step allocates the optimizer state
+    if (s == 0) {
+      // After the first step (which allocates the optimizer state), what stays between steps
+      // (weights, optimizer state) is `held`; the peak above it is the step's working memory:
+      // activations, gradients and temporaries.
+      held = memory_stats(device).current_bytes;
+      reset_peak_memory(device);
+    }
     if (s > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
   const double t = times[times.size() / 2];
   std::printf("sparta on %s%s%s: %lld params, T=%lld d=%lld L=%d H=%d V=%lld batch %lld %s: %.1f ms/step, %.0f tokens/s, "
-              "peak %.0f MB\n",
+              "peak %.0f MB (%.0f MB above weights and optimizer state)\n",
               device.str().c_str(), bf16 ? " (bf16 autocast)" : "",
               checkpoint_every ? (" (checkpointing every " + std::to_string(checkpoint_every) + ")").c_str() : "", static_cast<long long>(model.parameter_count()), static_cast<long long>(seq),
               static_cast<long long>(d_model), layers, heads, static_cast<long long>(vocab), static_cast<long long>(batch),
-              pattern.c_str(), t * 1e3, double(batch * seq) / t, double(memory_stats(device).peak_bytes) / 1e6);
+              pattern.c_str(), t * 1e3, double(batch * seq) / t, double(memory_stats(device).peak_bytes) / 1e6,
+              double(memory_stats(device).peak_bytes - held) / 1e6);
   return 0;
 }
