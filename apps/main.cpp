@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   sparta::apps::add_demo_command(app);
   sparta::apps::add_viz_command(app);
   sparta::apps::add_train_commands(app);
+  sparta::apps::add_daemon_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,5 +1,8 @@
 // `sparta train`, `resume`, `export`, `generate` and `eval`: the users' day from a YAML file to
 // samples from the trained model.
+#include <signal.h>
+
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -9,6 +12,7 @@
 #include <filesystem>
 
 #include "apps/commands.h"
+#include "core/error.h"
 #include "data/byte_tokenizer.h"
 #include "nn/generate.h"
 #include "train/export.h"
@@ -16,6 +20,38 @@
 
 namespace sparta::apps {
 namespace {
+
+// SIGTERM and SIGINT ask the trainer to checkpoint and stop (the daemon's cancel and shutdown,
+// Ctrl-C). A second Ctrl-C ends the process at once; a second SIGTERM changes nothing, since
+// supervisors send several (systemd signals a whole service's processes, then the daemon its
+// jobs) and bound the stop with SIGKILL themselves.
+std::atomic<int> g_stop_signal{0};
+
+void on_stop_signal(int sig) {
+  int expected = 0;
+  if (g_stop_signal.compare_exchange_strong(expected, sig) || sig != SIGINT) return;
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void stop_on_signals(train::TrainerOptions& o) {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  o.should_stop = [] { return g_stop_signal.load() != 0; };
+}
+
+// Exit status 128 + signal after a stop on request, as if the signal had ended the process, so a
+// supervisor tells a finished run from a stopped one.
+void exit_if_stopped(const train::TrainResult& r) {
+  if (!r.stopped) return;
+  std::printf("stopped at step %lld on %s; continue with `sparta resume %s`\n", static_cast<long long>(r.step),
+              g_stop_signal.load() == SIGINT ? "SIGINT" : "SIGTERM", r.run_dir.c_str());
+  std::fflush(stdout);
+  throw CLI::RuntimeError(128 + g_stop_signal.load());
+}
 
 void report(const train::TrainResult& r) {
   std::printf("done: step %lld, loss %.4f", static_cast<long long>(r.step), r.last_loss);
@@ -29,6 +65,8 @@ struct TrainArgs {
   std::string runs = "runs";
   int64_t stop_after = 0;
   bool quiet = false;
+  std::string state;  // the daemon's state directory, for the job forms of resume and export
+  bool job = false;   // the argument is a job id of the daemon
 };
 
 struct GenerateArgs {
@@ -53,16 +91,28 @@ void add_train_commands(CLI::App& app) {
     o.runs_root = t->runs;
     o.quiet = t->quiet;
     if (t->stop_after > 0) o.stop_after = t->stop_after;
-    train::Trainer trainer(train::load_config(t->config, t->overrides), o);
-    report(trainer.run());
+    stop_on_signals(o);
+    train::TrainResult result;
+    {
+      train::Trainer trainer(train::load_config(t->config, t->overrides), o);
+      result = trainer.run();
+    }
+    exit_if_stopped(result);
+    report(result);
   });
 
   auto r = std::make_shared<TrainArgs>();
-  CLI::App* resume = app.add_subcommand("resume", "continue a run from its latest checkpoint");
-  resume->add_option("run_dir", r->config, "run directory (runs/<name>)")->required();
+  CLI::App* resume = app.add_subcommand("resume", "continue a run from its latest checkpoint (or a daemon job: sparta resume JOB)");
+  resume->add_option("run_dir", r->config, "run directory (runs/<name>), or the id of a daemon job")->required();
   resume->add_option("--stop-after", r->stop_after, "stop after this step (with a checkpoint)");
   resume->add_flag("--quiet", r->quiet, "no progress on stdout");
+  resume->add_flag("--job", r->job, "the argument is a daemon job id (the default for a number that names no directory)");
+  resume->add_option("--state", r->state, "the daemon's state directory, for a job");
   resume->callback([r] {
+    if (r->job || is_job_argument(r->config)) {
+      resume_job(r->config, r->state);
+      return;
+    }
     train::TrainerOptions o;
     std::filesystem::path dir(r->config);
     o.runs_root = dir.has_parent_path() ? dir.parent_path().string() : ".";
@@ -71,16 +121,34 @@ void add_train_commands(CLI::App& app) {
     if (r->stop_after > 0) o.stop_after = r->stop_after;
     train::RunConfig rc = train::load_run_config(r->config);
     rc.name = dir.filename().string();
-    train::Trainer trainer(rc, o);
-    report(trainer.run());
+    stop_on_signals(o);
+    train::TrainResult result;
+    {
+      train::Trainer trainer(rc, o);
+      result = trainer.run();
+    }
+    exit_if_stopped(result);
+    report(result);
   });
 
-  auto e = std::make_shared<std::array<std::string, 3>>();
-  CLI::App* exp = app.add_subcommand("export", "write model.safetensors and config.json from a run's checkpoint");
-  exp->add_option("run_dir", (*e)[0], "run directory")->required();
+  auto e = std::make_shared<std::array<std::string, 4>>();
+  auto e_job = std::make_shared<bool>(false);
+  CLI::App* exp = app.add_subcommand("export", "write model.safetensors and config.json from a run's checkpoint (or a daemon job's)");
+  exp->add_option("run_dir", (*e)[0], "run directory, or the id of a daemon job")->required();
   exp->add_option("--checkpoint", (*e)[1], "checkpoint file (default: the latest)");
   exp->add_option("--out", (*e)[2], "export directory (default: <run_dir>/export)");
-  exp->callback([e] { std::printf("exported to %s\n", train::export_run((*e)[0], (*e)[1], (*e)[2]).c_str()); });
+  exp->add_flag("--job", *e_job, "the argument is a daemon job id (the default for a number that names no directory)");
+  exp->add_option("--state", (*e)[3], "the daemon's state directory, for a job");
+  exp->callback([e, e_job] {
+    if (*e_job || is_job_argument((*e)[0])) {
+      // The daemon writes the export into the job's run directory, inside its state directory.
+      SPARTA_CHECK((*e)[1].empty() && (*e)[2].empty(), "export", "--checkpoint and --out apply to run directories; a "
+                   "job's export goes to its run directory's export/ (`sparta status JOB` shows the run directory)");
+      export_job((*e)[0], (*e)[3]);
+      return;
+    }
+    std::printf("exported to %s\n", train::export_run((*e)[0], (*e)[1], (*e)[2]).c_str());
+  });
 
   auto g = std::make_shared<GenerateArgs>();
   CLI::App* gen = app.add_subcommand("generate", "sample text from an export or a run");

@@ -282,7 +282,18 @@ TrainResult Trainer::run() {
   int64_t consecutive_skips = 0;
   const int64_t last = s.opt.stop_after ? std::min(*s.opt.stop_after, c.train.steps) : c.train.steps;
   s.model->train();
+  // The step the newest checkpoint holds (-1: none yet), so a stop request does not save it twice.
+  int64_t saved_step = s.opt.resume ? s.step : -1;
   while (s.step < last) {
+    if (s.opt.should_stop && s.opt.should_stop()) {
+      if (s.step > 0 && saved_step != s.step) {
+        result.last_checkpoint = s.checkpoints->save(s.step, s.snapshot());
+        s.say("checkpoint " + result.last_checkpoint);
+      }
+      s.say("stopped on request at step " + std::to_string(s.step));
+      result.stopped = true;
+      break;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t step = s.step + 1;
     // The memory report: what is held between steps (weights, optimizer state) and the peak above it.
@@ -385,6 +396,7 @@ TrainResult Trainer::run() {
     const bool ckpt_now = (c.checkpoint.every > 0 && step % c.checkpoint.every == 0) || step == last;
     if (ckpt_now) {
       result.last_checkpoint = s.checkpoints->save(step, s.snapshot(), rec.val_loss);
+      saved_step = step;
       s.say("checkpoint " + result.last_checkpoint);
     }
   }

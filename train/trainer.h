@@ -3,6 +3,7 @@
 // the config; a run directory runs/<name>/ with the resolved config.yaml, metrics.jsonl,
 // TensorBoard events, log.txt and checkpoints/; resumption from the latest checkpoint that
 // continues bit for bit as if the run had never stopped.
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <optional>
@@ -21,6 +22,7 @@ struct TrainResult {
   std::string run_dir;
   std::string last_checkpoint;
   int64_t skipped_steps = 0;  // steps dropped for a non-finite loss or gradient
+  bool stopped = false;       // should_stop asked to stop before the last step (a checkpoint was saved)
 };
 
 struct TrainerOptions {
@@ -28,6 +30,10 @@ struct TrainerOptions {
   bool resume = false;                 // continue from the run directory's latest checkpoint
   std::optional<int64_t> stop_after;   // stop (with a checkpoint) after this step, as if interrupted
   bool quiet = false;                  // no progress lines on stdout (log.txt still gets them)
+  // Polled between steps; when it returns true the run saves a checkpoint of the last completed step
+  // and returns early with `stopped` set. `sparta train` wires it to SIGTERM and SIGINT, so a job
+  // that is cancelled, or whose daemon stops, can be resumed from where it stood.
+  std::function<bool()> should_stop;
 };
 
 // The model a config describes (patterns parsed, sizes checked).

@@ -1,0 +1,18 @@
+# cmake -DDIR=<daemon/web> -DOUT=<web_assets_data.cpp> -P embed_web.cmake
+# Writes the definition of web_assets() (daemon/web_assets.h) holding every file of DIR as bytes.
+file(GLOB files RELATIVE ${DIR} ${DIR}/*)
+list(SORT files)
+set(text "// Generated from daemon/web by daemon/embed_web.cmake; do not edit.\n#include \"daemon/web_assets.h\"\n\nnamespace sparta::daemon {\nnamespace {\n")
+set(entries "")
+set(i 0)
+foreach(name ${files})
+  file(READ ${DIR}/${name} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND text "const unsigned char asset_${i}[] = {${bytes}};\n")
+  string(APPEND entries "      {\"${name}\", std::string(reinterpret_cast<const char*>(asset_${i}), sizeof asset_${i})},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND text "}  // namespace\n\nconst std::vector<WebAsset>& web_assets() {\n  static const std::vector<WebAsset> assets = {\n${entries}  };\n  return assets;\n}\n\n}  // namespace sparta::daemon\n")
+file(WRITE ${OUT}.tmp "${text}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)
+file(REMOVE ${OUT}.tmp)
