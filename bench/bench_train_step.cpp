@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
       loss = model.loss(x, y);
     }
     autograd::backward(loss);
+    loss = Tensor();  // the tape (and the activations it saved) goes with the last handle on it
     opt.step(1e-4);
     opt.zero_grad();
     if (device.is_cuda()) cuda::synchronize(device.index);  // the step's kernels have run
@@ -88,7 +89,8 @@ int main(int argc, char** argv) {
   std::printf("sparta on %s%s%s: %lld params, T=%lld d=%lld L=%d H=%d V=%lld batch %lld %s: %.1f ms/step, %.0f tokens/s, "
               "peak %.0f MB (%.0f MB above weights and optimizer state)\n",
               device.str().c_str(), bf16 ? " (bf16 autocast)" : "",
-              checkpoint_every ? (" (checkpointing every " + std::to_string(checkpoint_every) + ")").c_str() : "", static_cast<long long>(model.parameter_count()), static_cast<long long>(seq),
+              checkpoint_every ? (" (checkpointing every " + std::to_string(checkpoint_every) + ")").c_str() : "",
+              static_cast<long long>(model.parameter_count()), static_cast<long long>(seq),
               static_cast<long long>(d_model), layers, heads, static_cast<long long>(vocab), static_cast<long long>(batch),
               pattern.c_str(), t * 1e3, double(batch * seq) / t, double(memory_stats(device).peak_bytes) / 1e6,
               double(memory_stats(device).peak_bytes - held) / 1e6);
