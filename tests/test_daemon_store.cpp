@@ -320,7 +320,10 @@ BOOST_AUTO_TEST_CASE(recovery_waits_for_surviving_job_processes_then_kills_them)
     return spawn(s);
   };
   const ChildProcess polite = spawn_shell("exec sleep 30");
-  const ChildProcess stubborn = spawn_shell("trap '' TERM; sleep 30 & wait; sleep 30");
+  const ChildProcess stubborn = spawn_shell("trap '' TERM; : > trapped; sleep 30 & wait; sleep 30");
+  // Under load the shell may not have set its trap yet when recovery signals it; wait until it has.
+  for (int i = 0; i < 500 && !fs::exists(dir / "trapped"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  BOOST_TEST_REQUIRE(fs::exists(dir / "trapped"));
   std::vector<int64_t> ids;
   for (const ChildProcess& c : {polite, stubborn}) {
     const Job j = store.add(new_job("orphan"), yaml_of).first;
