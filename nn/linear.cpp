@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/autocast.h"
 #include "core/ops.h"
 
 namespace sparta::nn {
@@ -17,7 +18,9 @@ Tensor Linear::forward(const Tensor& x) const {
   SPARTA_CHECK(x.dim() >= 1 && x.shape(-1) == weight_.shape(1), "Linear", "input of shape ", shape_str(x.shape()),
                " does not end in ", weight_.shape(1), " features");
   Tensor y = matmul(x, transpose(weight_, 0, 1));
-  return bias_.defined() ? y + bias_ : y;
+  // Under autocast the bias joins the product's precision (as in PyTorch's autocast); an f32 bias
+  // would promote the sum to f32 and the tape would hold the layer's output twice.
+  return bias_.defined() ? y + autocast_low(bias_) : y;
 }
 
 }  // namespace sparta::nn
