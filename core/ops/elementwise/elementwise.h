@@ -10,6 +10,12 @@ enum class UnaryOp {
   neg, exp, log, sqrt, rsqrt, abs, sign, sin, cos, tanh, sigmoid, relu, square, reciprocal,
   gelu, gelu_tanh, gelu_grad, gelu_tanh_grad
 };
+// The ops each backend instantiates a kernel for, as X-macro lists: every floating op, and the
+// ones that also exist for integers.
+#define SPARTA_UNARY_FLOAT_OPS(X)                                                                 \
+  X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(abs) X(sign) X(sin) X(cos) X(tanh) X(sigmoid) X(relu) \
+  X(square) X(reciprocal) X(gelu) X(gelu_tanh) X(gelu_grad) X(gelu_tanh_grad)
+#define SPARTA_UNARY_INTEGER_OPS(X) X(neg) X(abs) X(sign) X(square)
 const char* unary_name(UnaryOp op);
 
 class Unary : public Primitive {
@@ -30,6 +36,8 @@ class Unary : public Primitive {
 };
 
 enum class BinaryOp { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge };
+#define SPARTA_BINARY_ARITHMETIC_OPS(X) X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum)
+#define SPARTA_BINARY_COMPARISON_OPS(X) X(eq) X(ne) X(lt) X(le) X(gt) X(ge)
 const char* binary_name(BinaryOp op);
 constexpr bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq; }
 

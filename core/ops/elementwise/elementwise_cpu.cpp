@@ -119,17 +119,11 @@ template <typename T>
 void unary_dispatch(UnaryOp op, const Tensor& out, const Tensor& x) {
   if constexpr (!std::is_floating_point_v<compute_t<T>>) {
     switch (op) {
-      SPARTA_UNARY_CASE(neg) SPARTA_UNARY_CASE(abs) SPARTA_UNARY_CASE(sign) SPARTA_UNARY_CASE(square)
+      SPARTA_UNARY_INTEGER_OPS(SPARTA_UNARY_CASE)
       default: SPARTA_FAIL(unary_name(op), "needs a floating dtype, got ", dtype_name(x.dtype()));
     }
   } else {
-  switch (op) {
-    SPARTA_UNARY_CASE(neg) SPARTA_UNARY_CASE(exp) SPARTA_UNARY_CASE(log) SPARTA_UNARY_CASE(sqrt)
-    SPARTA_UNARY_CASE(rsqrt) SPARTA_UNARY_CASE(abs) SPARTA_UNARY_CASE(sign) SPARTA_UNARY_CASE(sin)
-    SPARTA_UNARY_CASE(cos) SPARTA_UNARY_CASE(tanh) SPARTA_UNARY_CASE(sigmoid) SPARTA_UNARY_CASE(relu)
-    SPARTA_UNARY_CASE(square) SPARTA_UNARY_CASE(reciprocal) SPARTA_UNARY_CASE(gelu)
-    SPARTA_UNARY_CASE(gelu_tanh) SPARTA_UNARY_CASE(gelu_grad) SPARTA_UNARY_CASE(gelu_tanh_grad)
-  }
+    switch (op) { SPARTA_UNARY_FLOAT_OPS(SPARTA_UNARY_CASE) }
   }
 }
 #undef SPARTA_UNARY_CASE
@@ -138,12 +132,7 @@ void unary_dispatch(UnaryOp op, const Tensor& out, const Tensor& x) {
   case BinaryOp::NAME: return binary_loop<T, BinaryOp::NAME>(out, a, b);
 template <typename T>
 void binary_dispatch(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
-  switch (op) {
-    SPARTA_BINARY_CASE(add) SPARTA_BINARY_CASE(sub) SPARTA_BINARY_CASE(mul) SPARTA_BINARY_CASE(div)
-    SPARTA_BINARY_CASE(pow) SPARTA_BINARY_CASE(maximum) SPARTA_BINARY_CASE(minimum) SPARTA_BINARY_CASE(eq)
-    SPARTA_BINARY_CASE(ne) SPARTA_BINARY_CASE(lt) SPARTA_BINARY_CASE(le) SPARTA_BINARY_CASE(gt)
-    SPARTA_BINARY_CASE(ge)
-  }
+  switch (op) { SPARTA_BINARY_ARITHMETIC_OPS(SPARTA_BINARY_CASE) SPARTA_BINARY_COMPARISON_OPS(SPARTA_BINARY_CASE) }
 }
 #undef SPARTA_BINARY_CASE
 

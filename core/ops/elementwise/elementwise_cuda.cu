@@ -122,32 +122,24 @@ template <typename T>
 void unary_dispatch(UnaryOp op, const Tensor& out, const Tensor& x) {
   if constexpr (!std::is_floating_point_v<compute_of<T>>) {
     switch (op) {
-      SPARTA_UNARY_CASE(neg) SPARTA_UNARY_CASE(abs) SPARTA_UNARY_CASE(sign) SPARTA_UNARY_CASE(square)
+      SPARTA_UNARY_INTEGER_OPS(SPARTA_UNARY_CASE)
       default: SPARTA_FAIL(unary_name(op), "needs a floating dtype, got ", dtype_name(x.dtype()));
     }
   } else {
-    switch (op) {
-      SPARTA_UNARY_CASE(neg) SPARTA_UNARY_CASE(exp) SPARTA_UNARY_CASE(log) SPARTA_UNARY_CASE(sqrt)
-      SPARTA_UNARY_CASE(rsqrt) SPARTA_UNARY_CASE(abs) SPARTA_UNARY_CASE(sign) SPARTA_UNARY_CASE(sin)
-      SPARTA_UNARY_CASE(cos) SPARTA_UNARY_CASE(tanh) SPARTA_UNARY_CASE(sigmoid) SPARTA_UNARY_CASE(relu)
-      SPARTA_UNARY_CASE(square) SPARTA_UNARY_CASE(reciprocal) SPARTA_UNARY_CASE(gelu)
-      SPARTA_UNARY_CASE(gelu_tanh) SPARTA_UNARY_CASE(gelu_grad) SPARTA_UNARY_CASE(gelu_tanh_grad)
-    }
+    switch (op) { SPARTA_UNARY_FLOAT_OPS(SPARTA_UNARY_CASE) }
   }
 }
 #undef SPARTA_UNARY_CASE
 
-#define SPARTA_BINARY_CASE(NAME, OUT) \
-  case BinaryOp::NAME: return map<OUT, T, T>(binary_name(op), out, {&a, &b}, BinaryF<BinaryOp::NAME, T>{});
+#define SPARTA_BINARY_CASE(NAME) \
+  case BinaryOp::NAME: return map<T, T, T>(binary_name(op), out, {&a, &b}, BinaryF<BinaryOp::NAME, T>{});
+#define SPARTA_COMPARISON_CASE(NAME) \
+  case BinaryOp::NAME: return map<bool, T, T>(binary_name(op), out, {&a, &b}, BinaryF<BinaryOp::NAME, T>{});
 template <typename T>
 void binary_dispatch(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
-  switch (op) {
-    SPARTA_BINARY_CASE(add, T) SPARTA_BINARY_CASE(sub, T) SPARTA_BINARY_CASE(mul, T) SPARTA_BINARY_CASE(div, T)
-    SPARTA_BINARY_CASE(pow, T) SPARTA_BINARY_CASE(maximum, T) SPARTA_BINARY_CASE(minimum, T)
-    SPARTA_BINARY_CASE(eq, bool) SPARTA_BINARY_CASE(ne, bool) SPARTA_BINARY_CASE(lt, bool)
-    SPARTA_BINARY_CASE(le, bool) SPARTA_BINARY_CASE(gt, bool) SPARTA_BINARY_CASE(ge, bool)
-  }
+  switch (op) { SPARTA_BINARY_ARITHMETIC_OPS(SPARTA_BINARY_CASE) SPARTA_BINARY_COMPARISON_OPS(SPARTA_COMPARISON_CASE) }
 }
+#undef SPARTA_COMPARISON_CASE
 #undef SPARTA_BINARY_CASE
 
 }  // namespace
