@@ -69,6 +69,18 @@ void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q,
 void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k,
                                const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& threshold,
                                const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv);
+
+// Which kernels the two calls above run for layout L and input q (of the shape and dtype given):
+// "flash", the tensor-core kernels (attention_flash.cu; what they cover: flash.cuh), or "simple".
+// SPARTA_ATTENTION_KERNEL=simple forces the simple kernels. (k, v, o and dout must also be
+// 16-byte aligned for "flash"; the tensors the primitives allocate always are.)
+const char* attention_kernel_for(const attn::BlockLayout& L, const Tensor& q);
+// Passes run since the program started, by kernel family (a forward call counts one pass, a
+// backward call one): tests check that a call took the path they meant to test.
+struct AttentionKernelCounts {
+  int64_t flash_forward = 0, flash_backward = 0, simple_forward = 0, simple_backward = 0;
+};
+AttentionKernelCounts attention_kernel_counts();
 }  // namespace cuda
 #endif
 

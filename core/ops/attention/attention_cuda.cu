@@ -1,5 +1,7 @@
 // CUDA kernels of block-sparse attention (attention.h): simple and exact, one warp per
-// (batch, head, row), f32 accumulation (f64 for f64). The tensor-core kernels come later.
+// (batch, head, row), f32 accumulation (f64 for f64), for every layout and dtype. The entry points
+// at the end send what the tensor-core kernels cover (bf16/f16, head dim 64/128, single-segment
+// layouts of 64 or 128 blocks in token order: flash.cuh) to attention_flash.cu instead.
 //
 // A warp owns one sequence position and walks every segment of the layout itself (the position's
 // index in a permuted segment through q_index / k_index), so the segments' union needs no merge
@@ -11,6 +13,7 @@
 // Backward recomputes P = exp(s - lse): dq per query row over its CSR entries, dk and dv per key
 // row over the CSC lists, so every output row has one writer (no atomics, deterministic).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -20,6 +23,8 @@
 #include "core/cuda/types.cuh"
 #include "core/ops.h"
 #include "core/ops/attention/attention.h"
+#include "core/ops/attention/device_layout.cuh"
+#include "core/ops/attention/flash.cuh"
 
 namespace sparta {
 namespace cuda {
@@ -29,28 +34,6 @@ using attn::BlockLayout;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kWarps = 4;  // rows per thread block
-
-// One segment of a layout as device pointers into its cached copy (null: the identity order).
-struct Segment {
-  int64_t seq_len, block_q, block_k, n_qblocks, n_kblocks, n_keys;
-  int n_layouts;
-  const int64_t* row_ptr;
-  const int32_t* col_idx;
-  const uint8_t* kind;
-  const int64_t* col_ptr;
-  const int32_t* row_idx;
-  const int64_t* csc_entry;
-  const int64_t* mask_offset;
-  const uint64_t* mask_bits;
-  const int64_t *q_pos, *k_pos, *q_index, *k_index;
-};
-
-// Every array of every segment and the Segment table, in one device allocation.
-struct DeviceLayout {
-  Tensor blob;
-  const Segment* segments = nullptr;
-  int n_segments = 0;
-};
 
 std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
   std::vector<const BlockLayout*> segs;
@@ -103,6 +86,7 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
     d.q_index = static_cast<const int64_t*>(at(o.q_index));
     d.k_index = static_cast<const int64_t*>(at(o.k_index));
     std::memcpy(host.data() + table + i * sizeof(Segment), &d, sizeof(Segment));
+    out->host_segments.push_back(d);
   }
   // From pageable memory the copy has taken the bytes when it returns: host may go.
   SPARTA_CUDA_CHECK("sparse_attention",
@@ -110,27 +94,6 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
   out->segments = reinterpret_cast<const Segment*>(base + table);
   out->n_segments = int(segs.size());
   return out;
-}
-
-// The device copy of a layout, made on first use and kept while the layout object lives (entries
-// of dead layouts are dropped at the next lookup). Never destroyed: device memory must not be
-// freed after the CUDA runtime has shut down at exit.
-std::shared_ptr<const DeviceLayout> device_layout(const LayoutPtr& L, Device dev) {
-  struct Entry {
-    std::weak_ptr<const BlockLayout> owner;
-    const BlockLayout* key;
-    int device;
-    std::shared_ptr<const DeviceLayout> copy;
-  };
-  static std::mutex& mu = *new std::mutex;
-  static std::vector<Entry>& cache = *new std::vector<Entry>;
-  std::lock_guard<std::mutex> lock(mu);
-  cache.erase(std::remove_if(cache.begin(), cache.end(), [](const Entry& e) { return e.owner.expired(); }),
-              cache.end());
-  for (const Entry& e : cache)
-    if (e.key == L.get() && e.device == dev.index) return e.copy;
-  cache.push_back({L, L.get(), dev.index, upload(*L, dev)});
-  return cache.back().copy;
 }
 
 // ---- device helpers ---------------------------------------------------------------------------
@@ -445,7 +408,47 @@ void check_supported(const BlockLayout& L, const Tensor& threshold, const char* 
                ")");
 }
 
+// Passes by kernel family (attention_kernel_counts).
+struct Counts {
+  std::atomic<int64_t> flash_forward{0}, flash_backward{0}, simple_forward{0}, simple_backward{0};
+};
+Counts g_counts;
+
 }  // namespace
+
+const char* attention_kernel_for(const attn::BlockLayout& L, const Tensor& q) {
+  return flash::unsupported(L, q) ? "simple" : "flash";
+}
+
+AttentionKernelCounts attention_kernel_counts() {
+  AttentionKernelCounts c;
+  c.flash_forward = g_counts.flash_forward.load();
+  c.flash_backward = g_counts.flash_backward.load();
+  c.simple_forward = g_counts.simple_forward.load();
+  c.simple_backward = g_counts.simple_backward.load();
+  return c;
+}
+
+// The device copy of a layout, made on first use and kept while the layout object lives (entries
+// of dead layouts are dropped at the next lookup). Never destroyed: device memory must not be
+// freed after the CUDA runtime has shut down at exit.
+std::shared_ptr<const DeviceLayout> device_layout(const LayoutPtr& L, Device dev) {
+  struct Entry {
+    std::weak_ptr<const BlockLayout> owner;
+    const BlockLayout* key;
+    int device;
+    std::shared_ptr<const DeviceLayout> copy;
+  };
+  static std::mutex& mu = *new std::mutex;
+  static std::vector<Entry>& cache = *new std::vector<Entry>;
+  std::lock_guard<std::mutex> lock(mu);
+  cache.erase(std::remove_if(cache.begin(), cache.end(), [](const Entry& e) { return e.owner.expired(); }),
+              cache.end());
+  for (const Entry& e : cache)
+    if (e.key == L.get() && e.device == dev.index) return e.copy;
+  cache.push_back({L, L.get(), dev.index, upload(*L, dev)});
+  return cache.back().copy;
+}
 
 void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& o, const Tensor& lse, const Tensor& threshold) {
@@ -454,6 +457,12 @@ void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q,
   const Dims dm = dims_of(q);
   if (dm.rows() == 0) return;
   const auto dl = device_layout(L, q.device());
+  if (!flash::unsupported(*L, q, {&k, &v, &o})) {
+    flash::forward(dl->host_segments[0], scale, q, k, v, o, lse);
+    ++g_counts.flash_forward;
+    return;
+  }
+  ++g_counts.simple_forward;
   dispatch_slices(dm.D, op, [&](auto slices) {
     constexpr int DT = decltype(slices)::value;
     SPARTA_CUDA_DISPATCH_FLOAT(q.dtype(), op, [&] {
@@ -477,6 +486,8 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
   if (dm.rows() == 0) return;
   const auto dl = device_layout(L, q.device());
   Tensor delta = Tensor::empty({dm.rows()}, lse.dtype(), q.device());
+  const bool use_flash = !flash::unsupported(*L, q, {&k, &v, &o, &dout});
+  ++(use_flash ? g_counts.flash_backward : g_counts.simple_backward);
   dispatch_slices(dm.D, op, [&](auto slices) {
     constexpr int DT = decltype(slices)::value;
     SPARTA_CUDA_DISPATCH_FLOAT(q.dtype(), op, [&] {
@@ -489,6 +500,10 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
       C* delta_p = static_cast<C*>(delta.data_ptr());
       delta_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dm.rows(), dm.D, op_, dop, delta_p);
       SPARTA_CUDA_LAUNCH_CHECK(op);
+      if (use_flash) {  // delta above is shared by both paths
+        flash::backward(dl->host_segments[0], scale, q, k, v, lse, delta, dout, dq, dk, dv);
+        return;
+      }
       dq_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dl->segments, dl->n_segments, dm.rows(), dm.H,
                                                                    dm.N, dm.D, C(scale), qp, kp, vp, dop, lp,
                                                                    delta_p, static_cast<T*>(dq.data_ptr()));

@@ -1,0 +1,156 @@
+// Block-sparse attention on the GPU (CUDA builds only): forward and forward+backward time of
+// dense causal, local, strided and fixed patterns, bf16, at a fixed token count per batch
+// (batch x length = --tokens), to set the tensor-core kernels (attention_flash.cu) against the
+// simple ones and against what the pairs cost. Prints a markdown table per row:
+//   kernel       which kernels ran (the dispatch's counters): flash (tensor cores) or simple
+//                (strided and fixed layouts have several segments or permuted tokens, which only
+//                the simple kernels take for now); "fwd/bwd" when the passes differ
+//   pairs        allowed (query, key) pairs over all heads and the batch, from the layout
+//   TFLOP/s      effective: 4 D FLOPs per allowed pair forward (Q K^T and P V), 2.5x that
+//                backward, so forward+backward counts 3.5x the forward's
+//   peak MiB     the device's peak allocation during forward+backward, inputs included
+// Timing: CUDA events around each run on the compute stream, after two warm-up runs; the median
+// of --reps runs (one run when a run takes seconds).
+//
+//   bench_cuda_attention [--seq 4096 16384 65536] [--tokens 16384] [--heads 16] [--dim 64]
+//                        [--block 64] [--reps 5] [--kernel auto|simple] [--no-backward]
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "core/cuda/check.h"
+#include "core/cuda/runtime.h"
+#include "core/ops.h"
+#include "core/ops/attention/attention.h"
+#include "core/storage.h"
+#include "nn/attention/patterns.h"
+
+using namespace sparta;
+
+namespace {
+
+// Milliseconds of one run of f on the compute stream.
+double time_once_ms(const std::function<void()>& f) {
+  cudaStream_t s = cuda::stream();
+  cudaEvent_t start, stop;
+  SPARTA_CUDA_CHECK("bench", cudaEventCreate(&start));
+  SPARTA_CUDA_CHECK("bench", cudaEventCreate(&stop));
+  SPARTA_CUDA_CHECK("bench", cudaEventRecord(start, s));
+  f();
+  SPARTA_CUDA_CHECK("bench", cudaEventRecord(stop, s));
+  SPARTA_CUDA_CHECK("bench", cudaEventSynchronize(stop));
+  float ms = 0;
+  SPARTA_CUDA_CHECK("bench", cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return double(ms);
+}
+
+// The median of `reps` timed runs after two warm-up runs (the first uploads the layout).
+double median_ms(int reps, const std::function<void()>& f) {
+  f();
+  const double warm = time_once_ms(f);
+  if (warm > 2000) return warm;  // seconds per run: one is enough
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) t.push_back(time_once_ms(f));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"block-sparse attention benchmark (CUDA)"};
+  std::vector<int64_t> lengths = {4096, 16384, 65536};
+  int64_t tokens = 16384, heads = 16, dim = 64, block = 64, window = 256;
+  int reps = 5;
+  bool backward = true;
+  std::string kernel = "auto";
+  app.add_option("--seq", lengths, "sequence lengths");
+  app.add_option("--tokens", tokens, "batch x length (batch = max(1, tokens / length))");
+  app.add_option("--heads", heads, "heads");
+  app.add_option("--dim", dim, "head dimension");
+  app.add_option("--block", block, "block size of the layouts");
+  app.add_option("--window", window, "local window");
+  app.add_option("--reps", reps, "timed repetitions (median)");
+  app.add_option("--kernel", kernel, "auto: the dispatch chooses; simple: force the simple kernels")
+      ->check(CLI::IsMember({"auto", "simple"}));
+  app.add_flag("!--no-backward", backward, "time the forward pass only");
+  CLI11_PARSE(app, argc, argv);
+  if (!cuda::available()) {
+    std::fprintf(stderr, "bench_cuda_attention: no CUDA device visible\n");
+    return 1;
+  }
+  if (kernel == "simple") setenv("SPARTA_ATTENTION_KERNEL", "simple", 1);
+  const Device dev = Device::cuda();
+
+  std::printf("bf16, %lld heads, head dim %lld, block %lld, batch x length = %lld tokens\n\n",
+              static_cast<long long>(heads), static_cast<long long>(dim), static_cast<long long>(block),
+              static_cast<long long>(tokens));
+  std::printf("| pattern | N | B | kernel | pairs | density | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s | "
+              "peak MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int64_t n : lengths) {
+    const int64_t B = std::max<int64_t>(1, tokens / n);
+    const int64_t l = int64_t(std::lround(std::sqrt(double(n))));
+    const std::vector<std::pair<std::string, nn::PatternPtr>> patterns = {
+        {"dense causal", nn::dense_causal()},
+        {"local(" + std::to_string(window) + ")", nn::local(window)},
+        {"strided(" + std::to_string(l) + ")", nn::strided(l)},
+        {"fixed(" + std::to_string(l) + ",c=" + std::to_string(std::max<int64_t>(1, l / 8)) + ")",
+         nn::fixed(l, std::max<int64_t>(1, l / 8))}};
+    Generator gen(static_cast<uint64_t>(n));
+    auto input = [&] { return to_device(randn({B, heads, n, dim}, DType::bf16, &gen), dev); };
+    Tensor q = input(), k = input(), v = input(), g = input();
+    for (const auto& [name, pattern] : patterns) {
+      try {
+        auto L = pattern->layout(n, block, int(heads));
+        double pairs = 0;  // counting walks the partial blocks' elements: once per distinct layout
+        for (int h = 0; h < L->n_layouts; ++h) pairs += double(L->allowed_pairs(h));
+        pairs *= double(B) * double(heads / L->n_layouts);
+        const cuda::AttentionKernelCounts before = cuda::attention_kernel_counts();
+        const double fwd = median_ms(reps, [&] {
+          autograd::NoGradGuard no_grad;
+          sparse_attention(q, k, v, L);
+        });
+        double both = 0, peak_mib = 0;
+        if (backward) {
+          auto step = [&] {
+            Tensor qq = autograd::requires_grad(q.detach()), kk = autograd::requires_grad(k.detach()),
+                   vv = autograd::requires_grad(v.detach());
+            autograd::backward(sparse_attention(qq, kk, vv, L), g);
+          };
+          both = median_ms(reps, step);
+          cuda::synchronize(dev.index);
+          reset_peak_memory(dev);
+          step();
+          cuda::synchronize(dev.index);
+          peak_mib = double(memory_stats(dev).peak_bytes) / (1 << 20);
+        }
+        // What ran (the dispatch's counters), e.g. "flash", or "flash/simple" if the passes differed.
+        const cuda::AttentionKernelCounts after = cuda::attention_kernel_counts();
+        std::string ran = after.flash_forward > before.flash_forward ? "flash" : "simple";
+        if (backward) {
+          const std::string bwd = after.flash_backward > before.flash_backward ? "flash" : "simple";
+          if (bwd != ran) ran += "/" + bwd;
+        }
+        const double flops = 4.0 * double(dim) * pairs;
+        std::printf("| %s | %lld | %lld | %s | %.3g | %.4f | %.3f | %.1f | %.3f | %.1f | %.0f |\n", name.c_str(),
+                    static_cast<long long>(n), static_cast<long long>(B), ran.c_str(), pairs,
+                    pairs / double(B * heads) / (double(n) * double(n)), fwd, flops / (fwd * 1e-3) * 1e-12, both,
+                    both > 0 ? 3.5 * flops / (both * 1e-3) * 1e-12 : 0.0, peak_mib);
+      } catch (const Error& e) {
+        std::printf("| %s | %lld | %lld | | | | %s | | | | |\n", name.c_str(), static_cast<long long>(n),
+                    static_cast<long long>(B), e.what());
+      }
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

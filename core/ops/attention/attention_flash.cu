@@ -1,0 +1,857 @@
+// Tensor-core block-sparse attention: FlashAttention-2 (Dao 2023) over a BlockLayout, bf16 and
+// f16 with f32 accumulation. What it covers: flash.cuh; attention_cuda.cu dispatches.
+//
+// Tiles of 64 rows, 4 warps, each warp 16 rows of the tile (the M of mma.m16n8k16):
+//   forward   one CTA per (batch, head, 64-query tile), over the tile's CSR entries: K and V tiles
+//             stream through shared memory (cp.async, double-buffered); S = Q K^T and O += P V on
+//             tensor cores (ldmatrix fragments; Q stays in registers); the online softmax in f32
+//             registers, in log2 units (exp2 of s * scale * log2(e)); lse = m + log(l), natural log.
+//   dk, dv    one CTA per (batch, head, 64-key tile), over the key block's CSC list (the query
+//             tiles that see it): each warp owns 16 keys and computes S^T = K Q^T, P^T from the
+//             saved lse, dV += P^T dO, dP^T = V dO^T, dS^T = P^T (dP^T - delta), dK += dS^T Q.
+//   dq        one CTA per query tile over its CSR list: S, P, dP = dO V^T, dS, dQ += dS K.
+// Every output tile has one writer and sums in a fixed order: deterministic, no atomics.
+//
+// Masks: per step (one 64 x 64 tile pair) each query row of the tile gets one 64-bit word, bit c
+// set when key c of the tile is allowed: kFull allows every key (inside the sequence), kCausal
+// k <= q, kPartial copies the entry's precomputed bits (BlockLayout::mask_bits), and rows/keys
+// past the sequence end are cleared. A step's words are loaded when its tiles are prefetched (in
+// registers, so the loads of partial entries' bits overlap the current step's products), stored
+// to shared memory after the current step, and only consulted when the step needs them (a full
+// interior tile skips the mask).
+//
+// Shared memory rows are padded to D + 8 elements, so the 8 rows an ldmatrix reads fall in
+// different banks (a 128- or 256-byte stride would put them all in the same ones).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/cuda/check.h"
+#include "core/cuda/types.cuh"
+#include "core/ops/attention/flash.cuh"
+
+namespace sparta::cuda::flash {
+namespace {
+
+using attn::BlockLayout;
+
+constexpr int kTile = 64;  // query and key rows of a tile
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// ---- PTX wrappers -----------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, asynchronously; zero-fills the destination when !valid (src is then
+// not read, but must still be a valid address).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most N of this thread's most recent groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// c (16 x 8, f32) += a (16 x 16, row) b (16 x 8, col). Fragments (g = lane / 4, t = lane % 4):
+//   a: a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
+//   b: b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g)
+//   c: c0 c1 (g, 2t..2t+1), c2 c3 (g+8, 2t..2t+1)
+template <typename T>
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats as a pair of T (lo in the low half: the lower column of a fragment).
+template <typename T>
+__device__ __forceinline__ uint32_t pack(float lo, float hi) {
+  uint32_t u;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    memcpy(&u, &v, 4);
+  } else {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    memcpy(&u, &v, 4);
+  }
+  return u;
+}
+
+// The A fragments of rows 16 w .. 16 w + 15, columns 16 ks .. 16 ks + 15 of a row-major tile.
+template <int S, typename T>
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const T* tile, int w, int ks, int lane) {
+  ldmatrix_x4(a, smem_u32(tile + (w * 16 + (lane & 15)) * S + ks * 16 + (lane >> 4) * 8));
+}
+
+// B fragments of two n-tiles (rows 16 np .. 16 np + 15 of a row-major tile as n, columns 16 ks ..
+// as k): the tile's rows are B's columns (K for S = Q K^T). r0 r1: n-tile 2 np; r2 r3: 2 np + 1.
+template <int S, typename T>
+__device__ __forceinline__ void load_b(uint32_t (&r)[4], const T* tile, int np, int ks, int lane) {
+  ldmatrix_x4(r, smem_u32(tile + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * S + ks * 16 + ((lane >> 3) & 1) * 8));
+}
+
+// B fragments of two n-tiles with the tile's rows as k (rows 16 kk ..) and its columns as n
+// (columns 16 dp ..): V for O += P V. r0 r1: n-tile 2 dp; r2 r3: 2 dp + 1.
+template <int S, typename T>
+__device__ __forceinline__ void load_b_trans(uint32_t (&r)[4], const T* tile, int kk, int dp, int lane) {
+  ldmatrix_x4_trans(r, smem_u32(tile + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + dp * 16 + (lane >> 4) * 8));
+}
+
+// The A fragment of columns 16 kk .. 16 kk + 15 from an accumulator of 8-column n-tiles.
+template <typename T, int NT>
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c)[NT][4], int kk) {
+  a[0] = pack<T>(c[2 * kk][0], c[2 * kk][1]);
+  a[1] = pack<T>(c[2 * kk][2], c[2 * kk][3]);
+  a[2] = pack<T>(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+  a[3] = pack<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// Rows [row0, row0 + 64) of a (rows, D) matrix into a padded shared tile; rows >= n_valid become
+// zeros (no NaN from stale shared memory can reach a product). `safe`: any valid address.
+template <int D, typename T>
+__device__ __forceinline__ void load_tile(T* tile, const T* rows, int n_valid, const T* safe, int tid) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row; consecutive threads, consecutive chunks
+  static_assert(kTile * kChunks % kThreads == 0);
+#pragma unroll
+  for (int it = 0; it < kTile * kChunks / kThreads; ++it) {
+    const int x = tid + it * kThreads, r = x / kChunks, c = x % kChunks;
+    const bool ok = r < n_valid;
+    cp_async16(smem_u32(tile + r * (D + 8) + c * 8), ok ? rows + int64_t(r) * D + c * 8 : safe, ok);
+  }
+}
+
+__device__ __forceinline__ int clamp_len(int64_t n) { return n < 0 ? 0 : n > kTile ? kTile : int(n); }
+
+// One step: the tile pair (queries qt0 .. qt0 + q_len, keys kt0 .. kt0 + kv_len) of entry e,
+// which lists (query block i, key block j).
+struct Step {
+  int64_t e, i, j, qt0, kt0;
+  int q_len, kv_len, kind;
+  // Whether the kernels must test the mask words (else every pair of the 64 x 64 tiles is allowed).
+  __device__ bool masked() const { return kind != BlockLayout::kFull || q_len < kTile || kv_len < kTile; }
+};
+
+// Bit c: query row r of the step may attend key c (see the file comment).
+__device__ __forceinline__ uint64_t mask_word(const Segment& s, const Step& st, int r) {
+  if (r >= st.q_len || st.kv_len == 0) return 0;
+  const uint64_t valid = st.kv_len >= 64 ? ~uint64_t(0) : (uint64_t(1) << st.kv_len) - 1;
+  if (st.kind == BlockLayout::kFull) return valid;
+  if (st.kind == BlockLayout::kCausal) {
+    const int64_t d = st.qt0 + r - st.kt0;  // keys c <= d are allowed
+    if (d < 0) return 0;
+    if (d >= 63) return valid;
+    return valid & ((uint64_t(2) << d) - 1);
+  }
+  // The entry's bits are row-major over its block's own lengths, from an arbitrary bit offset.
+  const int64_t cols = min(s.block_k, s.n_keys - st.j * s.block_k);
+  const int64_t b = s.mask_offset[st.e] + (st.qt0 - st.i * s.block_q + r) * cols + (st.kt0 - st.j * s.block_k);
+  const uint64_t* w = s.mask_bits + (b >> 6);
+  const int sh = int(b & 63);
+  uint64_t bits = w[0] >> sh;
+  if (sh != 0 && sh + st.kv_len > 64) bits |= w[1] << (64 - sh);  // only read a word that holds our bits
+  return bits & valid;
+}
+
+struct Params {
+  Segment s;
+  const void *q, *k, *v, *dout;
+  void *o, *dq, *dk, *dv;
+  const float *lse_in, *delta;
+  float* lse_out;
+  int64_t H, N;
+  float scale, scale_log2;  // scale_log2 = scale * log2(e)
+};
+
+// Entries of query block i (CSR) or key block j (CSC) of the layout of head `head`.
+__device__ __forceinline__ const int64_t* row_ptr_of(const Segment& s, int64_t head) {
+  return s.row_ptr + (s.n_layouts == 1 ? 0 : head) * (s.n_qblocks + 1);
+}
+__device__ __forceinline__ const int64_t* col_ptr_of(const Segment& s, int64_t head) {
+  return s.col_ptr + (s.n_layouts == 1 ? 0 : head) * (s.n_kblocks + 1);
+}
+
+// The query tile a CTA of the forward or dq pass owns: tiles of a (batch, head) in reverse, so the
+// long rows of a causal pattern start first and the short ones fill the tail.
+struct QueryTile {
+  int64_t bh, head, i, qt0;
+  int q_len;
+  __device__ QueryTile(const Segment& s, int64_t H, int64_t N) {
+    const int64_t n_tiles = (N + kTile - 1) / kTile;
+    const int64_t t = n_tiles - 1 - int64_t(blockIdx.x) % n_tiles;
+    bh = int64_t(blockIdx.x) / n_tiles;
+    head = bh % H;
+    i = t * kTile / s.block_q;
+    qt0 = t * kTile;
+    q_len = clamp_len(min((i + 1) * s.block_q, N) - qt0);
+  }
+  // Step x of the CSR row: entry first_entry + x / (block_k / 64), key tile x % (block_k / 64).
+  __device__ Step step(const Segment& s, int64_t first_entry, int64_t x) const {
+    const int kt = int(s.block_k / kTile);
+    Step st;
+    st.e = first_entry + x / kt;
+    st.i = i;
+    st.j = s.col_idx[st.e];
+    st.qt0 = qt0;
+    st.q_len = q_len;
+    st.kt0 = st.j * s.block_k + (x % kt) * kTile;
+    st.kv_len = clamp_len(min((st.j + 1) * s.block_k, s.n_keys) - st.kt0);
+    st.kind = s.kind[st.e];
+    return st;
+  }
+};
+
+// ---- forward ----------------------------------------------------------------------------------
+
+template <typename T, int D>
+constexpr size_t forward_smem() {
+  return size_t(5 * kTile * (D + 8)) * sizeof(T) + 2 * kTile * sizeof(uint64_t);
+}
+
+// q, k, v, o: (B, H, N, D); lse: (B, H, N). Grid: B * H * ceil(N / 64) CTAs of 128 threads.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
+  constexpr int S = D + 8, KS = D / 16;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sK = sQ + kTile * S;      // [2][64][S]
+  T* sV = sK + 2 * kTile * S;  // [2][64][S]
+  uint64_t* sMask = reinterpret_cast<uint64_t*>(sV + 2 * kTile * S);  // [2][64]
+
+  const Segment& s = p.s;
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const QueryTile qt(s, p.H, p.N);
+  const int64_t* rp = row_ptr_of(s, qt.head);
+  const int64_t first = rp[qt.i], n_steps = (rp[qt.i + 1] - first) * (s.block_k / kTile);
+  const int64_t base = qt.bh * p.N * D;
+  const T* q = static_cast<const T*>(p.q) + base;
+  const T* k = static_cast<const T*>(p.k) + base;
+  const T* v = static_cast<const T*>(p.v) + base;
+  T* o = static_cast<T*>(p.o) + base;
+  float* lse = p.lse_out + qt.bh * p.N;
+  const int r0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);  // this thread's rows r0, r0 + 8
+
+  if (n_steps == 0) {  // a query block that sees no key: o = 0, lse = -inf (as on the CPU)
+    for (int h = 0; h < 2; ++h) {
+      const int r = r0 + 8 * h;
+      if (r >= qt.q_len) continue;
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) *reinterpret_cast<uint32_t*>(o + (qt.qt0 + r) * D + nt * 8 + c0) = 0;
+      if ((lane & 3) == 0) lse[qt.qt0 + r] = -INFINITY;
+    }
+    return;
+  }
+
+  auto prefetch = [&](const Step& st, int buf) -> uint64_t {
+    load_tile<D>(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k, tid);
+    load_tile<D>(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v, tid);
+    cp_async_commit();
+    return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
+  };
+
+  load_tile<D>(sQ, q + qt.qt0 * D, qt.q_len, q, tid);
+  cp_async_commit();
+  Step cur = qt.step(s, first, 0);
+  const uint64_t word0 = prefetch(cur, 0);
+  if (tid < kTile) sMask[tid] = word0;
+  cp_async_wait<1>();  // Q has landed (step 0 may still be in flight)
+  __syncthreads();
+  uint32_t qa[KS][4];
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) load_a<S>(qa[ks], sQ, w, ks, lane);
+
+  float acc[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // running max (log2 units) and partial sums
+
+  for (int64_t x = 0; x < n_steps; ++x) {
+    const int buf = int(x & 1);
+    Step next = cur;
+    uint64_t next_word = 0;  // the next step's mask word: its loads overlap this step's products
+    if (x + 1 < n_steps) {
+      next = qt.step(s, first, x + 1);
+      next_word = prefetch(next, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const T* tK = sK + buf * kTile * S;
+    const T* tV = sV + buf * kTile * S;
+
+    // S = Q K^T: 16 x 64 per warp, eight n-tiles of 8 keys.
+    float sc[8][4];
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        uint32_t b[4];
+        load_b<S>(b, tK, np, ks, lane);
+        mma<T>(sc[2 * np], qa[ks], b[0], b[1]);
+        mma<T>(sc[2 * np + 1], qa[ks], b[2], b[3]);
+      }
+    }
+    // Scale into log2 units, then mask.
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int x2 = 0; x2 < 4; ++x2) sc[nt][x2] *= p.scale_log2;
+    if (cur.masked()) {
+      const uint64_t w0 = sMask[buf * kTile + r0], w1 = sMask[buf * kTile + r0 + 8];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int x2 = 0; x2 < 2; ++x2) {
+          const int c = nt * 8 + c0 + x2;
+          if (!((w0 >> c) & 1u)) sc[nt][x2] = -INFINITY;
+          if (!((w1 >> c) & 1u)) sc[nt][2 + x2] = -INFINITY;
+        }
+    }
+    // The online softmax: when a row's running max grows, what was accumulated is rescaled by
+    // alpha = exp2(m_old - m_new). A row with nothing allowed yet keeps m = -inf; it subtracts 0
+    // instead (-inf - -inf would be NaN), and its p and alpha are 0 (acc and l are 0 anyway).
+    float m_use[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(sc[nt][2 * h], sc[nt][2 * h + 1]));
+      const float m_new = fmaxf(m[h], quad_max(mx));
+      m_use[h] = m_new == -INFINITY ? 0.f : m_new;
+      const float alpha = exp2f(m[h] - m_use[h]);
+      m[h] = m_new;
+      l[h] *= alpha;
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        acc[nt][2 * h] *= alpha;
+        acc[nt][2 * h + 1] *= alpha;
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int x2 = 0; x2 < 4; ++x2) {
+        const float pr = exp2f(sc[nt][x2] - m_use[x2 >> 1]);
+        sc[nt][x2] = pr;
+        l[x2 >> 1] += pr;
+      }
+    // O += P V, P rounded to T in registers.
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      uint32_t pa[4];
+      acc_to_a<T>(pa, sc, kk);
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t b[4];
+        load_b_trans<S>(b, tV, kk, dp, lane);
+        mma<T>(acc[2 * dp], pa, b[0], b[1]);
+        mma<T>(acc[2 * dp + 1], pa, b[2], b[3]);
+      }
+    }
+    // The next step's mask slot was last read by step x - 1, before this step's first barrier.
+    if (tid < kTile) sMask[(buf ^ 1) * kTile + tid] = next_word;
+    __syncthreads();  // every warp is done with buffer `buf` before the next prefetch refills it
+    cur = next;
+  }
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float lt = quad_sum(l[h]);
+    const int r = r0 + 8 * h;
+    if (r >= qt.q_len) continue;
+    const float inv = lt > 0 ? 1.f / lt : 0.f;
+    T* row = o + (qt.qt0 + r) * D;
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt)
+      *reinterpret_cast<uint32_t*>(row + nt * 8 + c0) = pack<T>(acc[nt][2 * h] * inv, acc[nt][2 * h + 1] * inv);
+    if ((lane & 3) == 0) lse[qt.qt0 + r] = lt > 0 ? m[h] * kLn2 + logf(lt) : -INFINITY;
+  }
+}
+
+// ---- backward: dq -----------------------------------------------------------------------------
+
+template <typename T, int D>
+constexpr size_t dq_smem() {
+  return size_t(6 * kTile * (D + 8)) * sizeof(T) + 2 * kTile * sizeof(uint64_t);
+}
+
+// dq = scale * sum over the row's entries of dS K, dS = P (dO V^T - delta), P = exp(S - lse).
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
+  constexpr int S = D + 8, KS = D / 16;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sdO = sQ + kTile * S;
+  T* sK = sdO + kTile * S;     // [2][64][S]
+  T* sV = sK + 2 * kTile * S;  // [2][64][S]
+  uint64_t* sMask = reinterpret_cast<uint64_t*>(sV + 2 * kTile * S);  // [2][64]
+
+  const Segment& s = p.s;
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const QueryTile qt(s, p.H, p.N);
+  const int64_t* rp = row_ptr_of(s, qt.head);
+  const int64_t first = rp[qt.i], n_steps = (rp[qt.i + 1] - first) * (s.block_k / kTile);
+  const int64_t base = qt.bh * p.N * D;
+  const T* q = static_cast<const T*>(p.q) + base;
+  const T* k = static_cast<const T*>(p.k) + base;
+  const T* v = static_cast<const T*>(p.v) + base;
+  const T* dout = static_cast<const T*>(p.dout) + base;
+  T* dq = static_cast<T*>(p.dq) + base;
+  const int r0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);
+
+  // This thread's two rows: lse in log2 units (+inf where P is 0: a row that sees nothing, or a
+  // row past the end) and delta.
+  float lse2[2], delta[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r0 + 8 * h;
+    const float x = r < qt.q_len ? p.lse_in[qt.bh * p.N + qt.qt0 + r] : -INFINITY;
+    lse2[h] = x == -INFINITY ? INFINITY : x * kLog2e;
+    delta[h] = r < qt.q_len ? p.delta[qt.bh * p.N + qt.qt0 + r] : 0.f;
+  }
+
+  float acc[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+
+  if (n_steps > 0) {
+    auto prefetch = [&](const Step& st, int buf) -> uint64_t {
+      load_tile<D>(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k, tid);
+      load_tile<D>(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v, tid);
+      cp_async_commit();
+      return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
+    };
+    load_tile<D>(sQ, q + qt.qt0 * D, qt.q_len, q, tid);
+    load_tile<D>(sdO, dout + qt.qt0 * D, qt.q_len, dout, tid);
+    cp_async_commit();
+    Step cur = qt.step(s, first, 0);
+    const uint64_t word0 = prefetch(cur, 0);
+    if (tid < kTile) sMask[tid] = word0;
+
+    for (int64_t x = 0; x < n_steps; ++x) {
+      const int buf = int(x & 1);
+      Step next = cur;
+      uint64_t next_word = 0;  // the next step's mask word: its loads overlap this step's products
+      if (x + 1 < n_steps) {
+        next = qt.step(s, first, x + 1);
+        next_word = prefetch(next, buf ^ 1);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+      const T* tK = sK + buf * kTile * S;
+      const T* tV = sV + buf * kTile * S;
+
+      // S = Q K^T and dP = dO V^T (16 x 64 per warp).
+      float sc[8][4], dp[8][4];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int x2 = 0; x2 < 4; ++x2) sc[nt][x2] = dp[nt][x2] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < KS; ++ks) {
+        uint32_t a[4];
+        load_a<S>(a, sQ, w, ks, lane);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t b[4];
+          load_b<S>(b, tK, np, ks, lane);
+          mma<T>(sc[2 * np], a, b[0], b[1]);
+          mma<T>(sc[2 * np + 1], a, b[2], b[3]);
+        }
+        load_a<S>(a, sdO, w, ks, lane);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t b[4];
+          load_b<S>(b, tV, np, ks, lane);
+          mma<T>(dp[2 * np], a, b[0], b[1]);
+          mma<T>(dp[2 * np + 1], a, b[2], b[3]);
+        }
+      }
+      // P = exp2(s * scale * log2 e - lse2) where allowed, dS = P (dP - delta), into sc.
+      const bool masked = cur.masked();
+      const uint64_t w0 = masked ? sMask[buf * kTile + r0] : 0, w1 = masked ? sMask[buf * kTile + r0 + 8] : 0;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int x2 = 0; x2 < 4; ++x2) {
+          const int h = x2 >> 1, c = nt * 8 + c0 + (x2 & 1);
+          const bool ok = !masked || (((h ? w1 : w0) >> c) & 1u);
+          const float pr = ok ? exp2f(sc[nt][x2] * p.scale_log2 - lse2[h]) : 0.f;
+          sc[nt][x2] = pr * (dp[nt][x2] - delta[h]);
+        }
+      // dQ += dS K (dS rounded to T in registers; the scale is applied once at the end).
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t a[4];
+        acc_to_a<T>(a, sc, kk);
+#pragma unroll
+        for (int d2 = 0; d2 < D / 16; ++d2) {
+          uint32_t b[4];
+          load_b_trans<S>(b, tK, kk, d2, lane);
+          mma<T>(acc[2 * d2], a, b[0], b[1]);
+          mma<T>(acc[2 * d2 + 1], a, b[2], b[3]);
+        }
+      }
+      if (tid < kTile) sMask[(buf ^ 1) * kTile + tid] = next_word;
+      __syncthreads();
+      cur = next;
+    }
+  }
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r0 + 8 * h;
+    if (r >= qt.q_len) continue;
+    T* row = dq + (qt.qt0 + r) * D;
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt)
+      *reinterpret_cast<uint32_t*>(row + nt * 8 + c0) =
+          pack<T>(acc[nt][2 * h] * p.scale, acc[nt][2 * h + 1] * p.scale);
+  }
+}
+
+// ---- backward: dk, dv -------------------------------------------------------------------------
+
+// Queries per inner chunk of the dk/dv kernel: 64 for D = 64; 32 for D = 128, where the two
+// 16 x 128 accumulators already take 128 registers per thread.
+template <int D>
+constexpr int kChunkQ = D <= 64 ? 64 : 32;
+
+template <typename T, int D>
+constexpr size_t dkdv_smem() {
+  return size_t(6 * kTile * (D + 8)) * sizeof(T) + 2 * kTile * (2 * sizeof(float) + sizeof(uint64_t));
+}
+
+// dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
+  constexpr int S = D + 8, KS = D / 16, QC = kChunkQ<D>, NT = QC / 8;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sK = reinterpret_cast<T*>(smem);
+  T* sV = sK + kTile * S;
+  T* sQ = sV + kTile * S;       // [2][64][S]
+  T* sdO = sQ + 2 * kTile * S;  // [2][64][S]
+  float* sLse = reinterpret_cast<float*>(sdO + 2 * kTile * S);  // [2][64]
+  float* sDelta = sLse + 2 * kTile;                              // [2][64]
+  uint64_t* sMask = reinterpret_cast<uint64_t*>(sDelta + 2 * kTile);  // [2][64]
+
+  const Segment& s = p.s;
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const int64_t n_tiles = (s.n_keys + kTile - 1) / kTile;
+  const int64_t t = int64_t(blockIdx.x) % n_tiles, bh = int64_t(blockIdx.x) / n_tiles, head = bh % p.H;
+  const int64_t j = t * kTile / s.block_k, kt0 = t * kTile;
+  const int kv_len = clamp_len(min((j + 1) * s.block_k, s.n_keys) - kt0);
+  const int qtiles = int(s.block_q / kTile);
+  const int64_t* cp = col_ptr_of(s, head);
+  const int64_t first = cp[j], n_steps = (cp[j + 1] - first) * qtiles;
+  const int64_t base = bh * p.N * D;
+  const T* q = static_cast<const T*>(p.q) + base;
+  const T* k = static_cast<const T*>(p.k) + base;
+  const T* v = static_cast<const T*>(p.v) + base;
+  const T* dout = static_cast<const T*>(p.dout) + base;
+  const float* lse = p.lse_in + bh * p.N;
+  const float* delta = p.delta + bh * p.N;
+  T* dk = static_cast<T*>(p.dk) + base;
+  T* dv = static_cast<T*>(p.dv) + base;
+  const int kr0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);  // this thread's keys kr0, kr0 + 8
+
+  // Step x of the CSC list: entry at first + x / qtiles, query tile x % qtiles of its block.
+  auto step = [&](int64_t x) {
+    const int64_t at = first + x / qtiles;
+    Step st;
+    st.e = s.csc_entry[at];
+    st.i = s.row_idx[at];
+    st.j = j;
+    st.qt0 = st.i * s.block_q + (x % qtiles) * kTile;
+    st.q_len = clamp_len(min((st.i + 1) * s.block_q, p.N) - st.qt0);
+    st.kt0 = kt0;
+    st.kv_len = kv_len;
+    st.kind = s.kind[st.e];
+    return st;
+  };
+  auto prefetch = [&](const Step& st, int buf) -> uint64_t {
+    load_tile<D>(sQ + buf * kTile * S, q + st.qt0 * D, st.q_len, q, tid);
+    load_tile<D>(sdO + buf * kTile * S, dout + st.qt0 * D, st.q_len, dout, tid);
+    if (tid < kTile) {
+      cp_async4(smem_u32(sLse + buf * kTile + tid), tid < st.q_len ? lse + st.qt0 + tid : lse, tid < st.q_len);
+    } else {
+      const int r = tid - kTile;
+      cp_async4(smem_u32(sDelta + buf * kTile + r), r < st.q_len ? delta + st.qt0 + r : delta, r < st.q_len);
+    }
+    cp_async_commit();
+    return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
+  };
+
+  float gk[D / 8][4], gv[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt)
+#pragma unroll
+    for (int x2 = 0; x2 < 4; ++x2) gk[nt][x2] = gv[nt][x2] = 0.f;
+
+  if (n_steps > 0) {
+    load_tile<D>(sK, k + kt0 * D, kv_len, k, tid);
+    load_tile<D>(sV, v + kt0 * D, kv_len, v, tid);
+    cp_async_commit();
+    Step cur = step(0);
+    const uint64_t word0 = prefetch(cur, 0);
+    if (tid < kTile) sMask[tid] = word0;
+
+    for (int64_t x = 0; x < n_steps; ++x) {
+      const int buf = int(x & 1);
+      Step next = cur;
+      uint64_t next_word = 0;  // the next step's mask word: its loads overlap this step's products
+      if (x + 1 < n_steps) {
+        next = step(x + 1);
+        next_word = prefetch(next, buf ^ 1);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+      const T* tQ = sQ + buf * kTile * S;
+      const T* tdO = sdO + buf * kTile * S;
+      const float* tLse = sLse + buf * kTile;
+      const float* tDelta = sDelta + buf * kTile;
+      const bool masked = cur.masked();
+      const uint64_t* tMask = sMask + buf * kTile;
+
+#pragma unroll
+      for (int qc = 0; qc < kTile / QC; ++qc) {
+        // S^T = K Q^T and dP^T = V dO^T: 16 keys x QC queries per warp.
+        float st[NT][4], dpt[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int x2 = 0; x2 < 4; ++x2) st[nt][x2] = dpt[nt][x2] = 0.f;
+#pragma unroll
+        for (int ks = 0; ks < KS; ++ks) {
+          uint32_t a[4];
+          load_a<S>(a, sK, w, ks, lane);
+#pragma unroll
+          for (int np = 0; np < NT / 2; ++np) {
+            uint32_t b[4];
+            load_b<S>(b, tQ + qc * QC * S, np, ks, lane);
+            mma<T>(st[2 * np], a, b[0], b[1]);
+            mma<T>(st[2 * np + 1], a, b[2], b[3]);
+          }
+          load_a<S>(a, sV, w, ks, lane);
+#pragma unroll
+          for (int np = 0; np < NT / 2; ++np) {
+            uint32_t b[4];
+            load_b<S>(b, tdO + qc * QC * S, np, ks, lane);
+            mma<T>(dpt[2 * np], a, b[0], b[1]);
+            mma<T>(dpt[2 * np + 1], a, b[2], b[3]);
+          }
+        }
+        // P^T where allowed (the mask words are per query, a bit per key) and dS^T.
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int x1 = 0; x1 < 2; ++x1) {
+            const int qi = qc * QC + nt * 8 + c0 + x1;
+            const float l = tLse[qi];
+            const float l2 = l == -INFINITY ? INFINITY : l * kLog2e;
+            const float dl = tDelta[qi];
+            const uint64_t qmask = masked ? tMask[qi] : ~uint64_t(0);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int x2 = 2 * h + x1;
+              const bool ok = (qmask >> (kr0 + 8 * h)) & 1u;
+              const float pr = ok ? exp2f(st[nt][x2] * p.scale_log2 - l2) : 0.f;
+              st[nt][x2] = pr;
+              dpt[nt][x2] = pr * (dpt[nt][x2] - dl);
+            }
+          }
+        // dV += P^T dO and dK += dS^T Q over the chunk's queries.
+#pragma unroll
+        for (int kk = 0; kk < QC / 16; ++kk) {
+          uint32_t pa[4], da[4];
+          acc_to_a<T>(pa, st, kk);
+          acc_to_a<T>(da, dpt, kk);
+#pragma unroll
+          for (int d2 = 0; d2 < D / 16; ++d2) {
+            uint32_t b[4];
+            load_b_trans<S>(b, tdO + qc * QC * S, kk, d2, lane);
+            mma<T>(gv[2 * d2], pa, b[0], b[1]);
+            mma<T>(gv[2 * d2 + 1], pa, b[2], b[3]);
+            load_b_trans<S>(b, tQ + qc * QC * S, kk, d2, lane);
+            mma<T>(gk[2 * d2], da, b[0], b[1]);
+            mma<T>(gk[2 * d2 + 1], da, b[2], b[3]);
+          }
+        }
+      }
+      if (tid < kTile) sMask[(buf ^ 1) * kTile + tid] = next_word;
+      __syncthreads();
+      cur = next;
+    }
+  }
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = kr0 + 8 * h;
+    if (r >= kv_len) continue;
+    T* krow = dk + (kt0 + r) * D;
+    T* vrow = dv + (kt0 + r) * D;
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) {
+      *reinterpret_cast<uint32_t*>(krow + nt * 8 + c0) =
+          pack<T>(gk[nt][2 * h] * p.scale, gk[nt][2 * h + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(vrow + nt * 8 + c0) = pack<T>(gv[nt][2 * h], gv[nt][2 * h + 1]);
+    }
+  }
+}
+
+// ---- launch -----------------------------------------------------------------------------------
+
+struct Shape4 {
+  int64_t B, H, N, D;
+};
+Shape4 shape_of(const Tensor& q) { return {q.shape(0), q.shape(1), q.shape(2), q.shape(3)}; }
+
+Params params_of(const Segment& s, double scale, const Tensor& q) {
+  Params p;
+  std::memset(&p, 0, sizeof(p));
+  p.s = s;
+  p.H = q.shape(1);
+  p.N = q.shape(2);
+  p.scale = float(scale);
+  p.scale_log2 = float(scale * 1.4426950408889634);
+  return p;
+}
+
+unsigned grid_of(int64_t bh, int64_t rows, const char* op) {
+  const int64_t n = bh * ((rows + kTile - 1) / kTile);
+  SPARTA_CHECK(n < (int64_t(1) << 31), op, "too many tiles for one launch: ", n);
+  return unsigned(n);
+}
+
+// Runs f with T (the device element type) and D bound.
+template <typename F>
+void dispatch(DType dt, int64_t D, const char* op, F&& f) {
+  auto by_dim = [&](auto tag) {
+    using T = decltype(tag);
+    if (D == 64) return f(T(), std::integral_constant<int, 64>());
+    if (D == 128) return f(T(), std::integral_constant<int, 128>());
+    SPARTA_FAIL(op, "no tensor-core kernel for head dimension ", D);
+  };
+  if (dt == DType::bf16) return by_dim(__nv_bfloat16());
+  if (dt == DType::f16) return by_dim(__half());
+  SPARTA_FAIL(op, "no tensor-core kernel for ", dtype_name(dt));
+}
+
+template <typename Kernel>
+void launch(Kernel kernel, unsigned grid, size_t smem, const Params& p, const char* op) {
+  // Above 48 KiB a kernel must opt in to its dynamic shared memory (per device: set every launch).
+  SPARTA_CUDA_CHECK(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  kernel<<<grid, kThreads, smem, stream()>>>(p);
+  SPARTA_CUDA_LAUNCH_CHECK(op);
+}
+
+}  // namespace
+
+const char* unsupported(const attn::BlockLayout& L, const Tensor& q, std::initializer_list<const Tensor*> others) {
+  if (const char* env = std::getenv("SPARTA_ATTENTION_KERNEL")) {
+    if (std::strcmp(env, "simple") == 0) return "SPARTA_ATTENTION_KERNEL=simple";
+  }
+  if (q.dtype() != DType::bf16 && q.dtype() != DType::f16) return "dtype is not bf16 or f16";
+  if (q.dim() != 4 || (q.shape(3) != 64 && q.shape(3) != 128)) return "head dimension is not 64 or 128";
+  if (L.block_q != L.block_k || (L.block_q != 64 && L.block_q != 128)) return "blocks are not 64 x 64 or 128 x 128";
+  if (L.next) return "the layout has several segments";
+  if (!L.q_pos.empty() || !L.k_pos.empty()) return "the layout permutes tokens";
+  if (L.n_keys != L.seq_len) return "the layout gathers keys";
+  if (L.top_k != 0) return "top-k";
+  auto ok = [](const Tensor& t) {
+    return t.is_contiguous() && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  };
+  if (!ok(q)) return "q is not contiguous and 16-byte aligned";
+  for (const Tensor* t : others)
+    if (!ok(*t)) return "an input is not contiguous and 16-byte aligned";
+  return nullptr;
+}
+
+void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+             const Tensor& lse) {
+  const char* op = "sparse_attention";
+  const Shape4 sh = shape_of(q);
+  Params p = params_of(s, scale, q);
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.o = o.data_ptr();
+  p.lse_out = static_cast<float*>(lse.data_ptr());
+  dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
+    using T = decltype(tag);
+    constexpr int D = decltype(dim)::value;
+    launch(forward_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D>(), p, op);
+  });
+}
+
+void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
+              const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  const char* op = "sparse_attention_backward";
+  const Shape4 sh = shape_of(q);
+  Params p = params_of(s, scale, q);
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.dout = dout.data_ptr();
+  p.lse_in = static_cast<const float*>(lse.data_ptr());
+  p.delta = static_cast<const float*>(delta.data_ptr());
+  p.dq = dq.data_ptr();
+  p.dk = dk.data_ptr();
+  p.dv = dv.data_ptr();
+  dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
+    using T = decltype(tag);
+    constexpr int D = decltype(dim)::value;
+    launch(dkdv_kernel<T, D>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D>(), p, op);
+    launch(dq_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), dq_smem<T, D>(), p, op);
+  });
+}
+
+}  // namespace sparta::cuda::flash
