@@ -19,7 +19,9 @@ if [[ $what == tests || $what == all ]]; then
   done
 fi
 if [[ $what == bench || $what == all ]]; then
-  timeout 300 bench_cuda_ops > "$out/bench_cuda_ops.txt" 2>&1; echo "bench_cuda_ops rc=$?"
-  cat "$out/bench_cuda_ops.txt"
+  for b in bench_cuda_ops bench_cuda_attention; do
+    timeout 300 "$b" > "$out/$b.txt" 2>&1; echo "$b rc=$?"
+    cat "$out/$b.txt"
+  done
 fi
 exit 0
