@@ -2,8 +2,9 @@
 // Note [Autocast]
 // Mixed precision as PyTorch's autocast does it: inside an AutocastGuard(bf16 or f16), matmul and
 // sparse_attention compute in the low precision (f32 operands are cast on the way in, so the casts'
-// vjps hand f32 gradients back to f32 master weights), while softmax, log_softmax, layer_norm and
-// cross_entropy compute in f32 whatever they are given. Everything else follows its inputs' dtypes
+// vjps hand f32 gradients back to f32 master weights), while softmax, log_softmax and layer_norm
+// compute in f32 whatever they are given, and cross_entropy reduces half-precision logits in f32
+// without an f32 copy of them. Everything else follows its inputs' dtypes
 // (a low-precision matmul output plus an f32 bias or residual is f32 by promotion). The state is per
 // thread; backward runs outside it, on the dtypes the forward recorded.
 #include <optional>

@@ -78,9 +78,11 @@ Tensors CrossEntropyBackward::eval_cpu(const Tensors& in) {
   return {d};
 }
 
-Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets, int64_t ignore_index) {
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   const char* op = "cross_entropy";
-  const Tensor logits = autocast_full(logits_in);
+  // Under autocast, bf16/f16 logits are not cast to f32 first: the kernels reduce rows in f32
+  // anyway (the same numbers), and an f32 copy of a vocabulary-wide logits tensor, kept for
+  // backward, is the largest single allocation of a language model's step.
   SPARTA_CHECK(is_floating(logits.dtype()), op, "logits must be floating, got ", dtype_name(logits.dtype()));
   SPARTA_CHECK(targets.dtype() == DType::i64 || targets.dtype() == DType::i32, op,
                "targets must be i32 or i64, got ", dtype_name(targets.dtype()));
