@@ -1,5 +1,8 @@
 #pragma once
 // Runs a generic lambda with `scalar_t` bound to the C++ type of a runtime DType.
+#include <cstdint>
+#include <cstddef>
+
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -45,4 +48,24 @@
         SPARTA_FAIL(op, "expected an index dtype (i32 or i64), got ",                    \
                     ::sparta::dtype_name(dtype));                                        \
     }                                                                                    \
+  }()
+
+namespace sparta {
+template <size_t S> struct bits_of;
+template <> struct bits_of<1> { using type = uint8_t; };
+template <> struct bits_of<2> { using type = uint16_t; };
+template <> struct bits_of<4> { using type = uint32_t; };
+template <> struct bits_of<8> { using type = uint64_t; };
+}  // namespace sparta
+
+// Runs a lambda with `B` bound to an unsigned type of the element size: copies need the bits only.
+#define SPARTA_DISPATCH_BITS(size, op, ...)                                            \
+  [&] {                                                                                \
+    switch (size) {                                                                    \
+      case 1: { using B = ::sparta::bits_of<1>::type; return __VA_ARGS__(); }          \
+      case 2: { using B = ::sparta::bits_of<2>::type; return __VA_ARGS__(); }          \
+      case 4: { using B = ::sparta::bits_of<4>::type; return __VA_ARGS__(); }          \
+      case 8: { using B = ::sparta::bits_of<8>::type; return __VA_ARGS__(); }          \
+      default: SPARTA_FAIL(op, "unsupported element size ", size);                     \
+    }                                                                                  \
   }()

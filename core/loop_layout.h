@@ -62,4 +62,25 @@ Loop<N> make_loop(const Shape& shape, const std::array<const Tensor*, N>& ops) {
   return L;
 }
 
+// Dimensions as (size, stride) with size-1 dims dropped and neighbours merged where the outer one
+// steps exactly over the inner one; innermost last. (make_loop does the same for several operands
+// at once; reductions walk one tensor's kept and reduced dims separately.)
+struct Dims {
+  Shape size, stride;
+};
+inline Dims coalesce(const Shape& size, const Shape& stride) {
+  Dims d;
+  for (size_t i = 0; i < size.size(); ++i) {
+    if (size[i] == 1) continue;
+    if (!d.size.empty() && d.stride.back() == stride[i] * size[i]) {
+      d.size.back() *= size[i];
+      d.stride.back() = stride[i];
+      continue;
+    }
+    d.size.push_back(size[i]);
+    d.stride.push_back(stride[i]);
+  }
+  return d;
+}
+
 }  // namespace sparta

@@ -106,24 +106,6 @@ void check_range(const I* idx, int64_t n, int64_t size, const char* op, int axis
   }
 }
 
-template <size_t S> struct bits_of;
-template <> struct bits_of<1> { using type = uint8_t; };
-template <> struct bits_of<2> { using type = uint16_t; };
-template <> struct bits_of<4> { using type = uint32_t; };
-template <> struct bits_of<8> { using type = uint64_t; };
-
-// Runs f with `B` bound to an unsigned type of the element size: copies need the bits only.
-#define SPARTA_DISPATCH_BITS(size, op, ...)                          \
-  [&] {                                                              \
-    switch (size) {                                                  \
-      case 1: { using B = bits_of<1>::type; return __VA_ARGS__(); }  \
-      case 2: { using B = bits_of<2>::type; return __VA_ARGS__(); }  \
-      case 4: { using B = bits_of<4>::type; return __VA_ARGS__(); }  \
-      case 8: { using B = bits_of<8>::type; return __VA_ARGS__(); }  \
-      default: SPARTA_FAIL(op, "unsupported element size ", size);   \
-    }                                                                \
-  }()
-
 template <typename F>
 void parallel_rows(int64_t rows, int64_t per_row, F&& f) {
   if (rows == 0) return;

@@ -73,24 +73,6 @@ __device__ int64_t walk_offset(const Walk& w, int64_t e, const I* idx) {
   return off;
 }
 
-template <size_t S> struct bits_of;
-template <> struct bits_of<1> { using type = uint8_t; };
-template <> struct bits_of<2> { using type = uint16_t; };
-template <> struct bits_of<4> { using type = uint32_t; };
-template <> struct bits_of<8> { using type = uint64_t; };
-
-// Runs f with `B` bound to an unsigned type of the element size: copies need the bits only.
-#define SPARTA_CUDA_DISPATCH_BITS(size, op, ...)                      \
-  [&] {                                                              \
-    switch (size) {                                                  \
-      case 1: { using B = bits_of<1>::type; return __VA_ARGS__(); }  \
-      case 2: { using B = bits_of<2>::type; return __VA_ARGS__(); }  \
-      case 4: { using B = bits_of<4>::type; return __VA_ARGS__(); }  \
-      case 8: { using B = bits_of<8>::type; return __VA_ARGS__(); }  \
-      default: SPARTA_FAIL(op, "unsupported element size ", size);   \
-    }                                                                \
-  }()
-
 // ---- index range ------------------------------------------------------------------------------
 
 // One block reduces the whole index: checks are read back once per call, and a single block
@@ -289,7 +271,7 @@ Tensor index_select(const Tensor& x, int axis, const Tensor& index) {
   const Walk w = make_walk(shape, x.strides(), axis, "index_select");
   SPARTA_DISPATCH_INDEX(idx.dtype(), "index_select", [&] {
     using I = scalar_t;
-    SPARTA_CUDA_DISPATCH_BITS(out.itemsize(), "index_select", [&] {
+    SPARTA_DISPATCH_BITS(out.itemsize(), "index_select", [&] {
       select_kernel<B, I, false><<<blocks(n, kThreads), kThreads, 0, stream()>>>(
           w, static_cast<const B*>(x.data_ptr()), static_cast<const I*>(idx.data_ptr()),
           static_cast<B*>(out.data_ptr()), n);
@@ -309,7 +291,7 @@ Tensor gather(const Tensor& x, int axis, const Tensor& index) {
   const Walk w = make_walk(idx.shape(), x.strides(), axis, "gather");
   SPARTA_DISPATCH_INDEX(idx.dtype(), "gather", [&] {
     using I = scalar_t;
-    SPARTA_CUDA_DISPATCH_BITS(out.itemsize(), "gather", [&] {
+    SPARTA_DISPATCH_BITS(out.itemsize(), "gather", [&] {
       select_kernel<B, I, true><<<blocks(n, kThreads), kThreads, 0, stream()>>>(
           w, static_cast<const B*>(x.data_ptr()), static_cast<const I*>(idx.data_ptr()),
           static_cast<B*>(out.data_ptr()), n);

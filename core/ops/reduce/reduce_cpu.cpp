@@ -6,6 +6,7 @@
 
 #include "core/cpu/convert.h"
 #include "core/dispatch.h"
+#include "core/loop_layout.h"
 #include "core/ops.h"
 #include "core/ops/reduce/reduce.h"
 
@@ -69,24 +70,8 @@ W reduce_long_run(const T* p, int64_t n) {
   return r;
 }
 
-// Dimensions as (size, stride) with mergeable neighbours merged; innermost last.
-struct Dims {
-  Shape size, stride;
-};
-Dims coalesce(const Shape& size, const Shape& stride) {
-  Dims d;
-  for (size_t i = 0; i < size.size(); ++i) {
-    if (size[i] == 1) continue;
-    if (!d.size.empty() && d.stride.back() == stride[i] * size[i]) {
-      d.size.back() *= size[i];
-      d.stride.back() = stride[i];
-      continue;
-    }
-    d.size.push_back(size[i]);
-    d.stride.push_back(stride[i]);
-  }
-  return d;
-}
+using sparta::Dims;
+using sparta::coalesce;
 
 // Element offset of the linear index i over dims.
 inline int64_t offset_of(const Dims& d, int64_t i) {

@@ -20,6 +20,7 @@
 #include "core/cuda/reduce.cuh"
 #include "core/cuda/types.cuh"
 #include "core/ops.h"
+#include "core/loop_layout.h"
 #include "core/ops/reduce/reduce.h"
 
 namespace sparta {
@@ -245,24 +246,8 @@ void reduce_cols(const char* op, const T* x, int64_t nr, int64_t rstride, int64_
   }
 }
 
-// Dimensions as (size, stride) with mergeable neighbours merged and size-1 dims dropped.
-struct Dims {
-  Shape size, stride;
-};
-Dims coalesce(const Shape& size, const Shape& stride) {
-  Dims d;
-  for (size_t i = 0; i < size.size(); ++i) {
-    if (size[i] == 1) continue;
-    if (!d.size.empty() && d.stride.back() == stride[i] * size[i]) {
-      d.size.back() *= size[i];
-      d.stride.back() = stride[i];
-      continue;
-    }
-    d.size.push_back(size[i]);
-    d.stride.push_back(stride[i]);
-  }
-  return d;
-}
+using sparta::Dims;
+using sparta::coalesce;
 
 Geom geom_of(const Dims& d) {
   Geom g{};
