@@ -3,7 +3,7 @@
 // and 128, blocks of 64 and 128, lengths that are multiples of 64 and ragged ones, every
 // single-segment pattern family (dense causal, local aligned to the blocks and not, bidirectional
 // local, BigBird with random blocks, Longformer with dilation and global tokens, unions, per-head
-// mixes), query blocks that see no key and key blocks no query sees. Also: the dispatch (which
+// mixes), the patterns of several segments (strided, permuted; fixed, gathered keys), query blocks that see no key and key blocks no query sees. Also: the dispatch (which
 // calls take the fast path, that they really ran it, SPARTA_ATTENTION_KERNEL=simple), determinism.
 //
 // Reference: the CPU kernel in f32 on the same (bf16 or f16) input values. Tolerances, per element
@@ -115,6 +115,19 @@ std::vector<Case> fast_cases(int64_t n) {
   };
 }
 
+// Patterns of several segments: strided (a residue-class segment, permuted) and fixed (a segment of
+// gathered summary keys), run on gathered copies and merged (attention_flash_segments.cu). Fixed
+// needs at least one block of summary keys (n / l - 1) * c >= block to stay on the fast path.
+std::vector<Case> segmented_cases(int64_t block) {
+  return {
+      {"strided 22", strided(22)},
+      {"strided 33", strided(33)},  // classes of unequal length
+      {"strided 64", strided(64)},
+      {"fixed", fixed(block, block / 4)},
+      {"fixed, summary not a block multiple", fixed(block, block / 4 + 3)},
+  };
+}
+
 // Runs one case on the fast path, the simple CUDA kernel and the CPU (f32), and compares.
 void check_case(const Case& c, int64_t B, int64_t H, int64_t n, int64_t block, int64_t d, DType dt) {
   auto L = c.pattern->layout(n, block, int(H));
@@ -168,6 +181,18 @@ BOOST_AUTO_TEST_CASE(flash_matches_cpu_and_simple_block_128, SPARTA_NEEDS_GPU) {
       check_case(c, 2, 3, n, 128, 64, DType::bf16);
       check_case(c, 2, 3, n, 128, 128, DType::f16);
     }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(flash_several_segments, SPARTA_NEEDS_GPU) {
+  for (DType dt : {DType::bf16, DType::f16})
+    for (int64_t d : {64, 128})
+      for (int64_t n : {1000, 1537})
+        for (const Case& c : segmented_cases(64)) check_case(c, 2, 3, n, 64, d, dt);
+  for (const Case& c : segmented_cases(64)) check_case(c, 1, 2, 4099, 64, 64, DType::bf16);
+  for (const Case& c : segmented_cases(128)) {
+    check_case(c, 2, 3, 1090, 128, 64, DType::bf16);
+    check_case(c, 1, 2, 2000, 128, 128, DType::f16);
   }
 }
 
@@ -234,13 +259,15 @@ BOOST_AUTO_TEST_CASE(flash_dispatch, SPARTA_NEEDS_GPU) {
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(512, 128, 2), bf128), "flash");
   BOOST_CHECK_EQUAL(kernel(local(100)->layout(512, 64, 2), f16), "flash");
   BOOST_CHECK_EQUAL(kernel(per_head({local(100), dense_causal()})->layout(512, 64, 2), bf), "flash");
-  // Not covered: f32, other head dims, other blocks, several segments (strided, fixed), top-k.
+  // Several segments: permuted (strided) and gathered keys (fixed, with a block of summary keys).
+  BOOST_CHECK_EQUAL(kernel(strided(22)->layout(512, 64, 2), bf), "flash");
+  BOOST_CHECK_EQUAL(kernel(fixed(64, 16)->layout(512, 64, 2), bf), "flash");
+  // Not covered: f32, other head dims, other blocks, summary keys fewer than a block, top-k.
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(512, 64, 2), gpu(random({1, 2, 512, 64}))), "simple");
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(512, 64, 2), gpu(random({1, 2, 512, 96}, DType::bf16))), "simple");
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(512, 32, 2), bf), "simple");
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(512, 256, 2), bf), "simple");
-  BOOST_CHECK_EQUAL(kernel(strided(22)->layout(512, 64, 2), bf), "simple");
-  BOOST_CHECK_EQUAL(kernel(fixed(64, 8)->layout(512, 64, 2), bf), "simple");
+  BOOST_CHECK_EQUAL(kernel(fixed(64, 8)->layout(512, 64, 2), bf), "simple");  // 56 summary keys
   BOOST_CHECK_EQUAL(kernel(top_k(8, 64)->layout(512, 64, 2), bf), "simple");
   // A sequence shorter than a block clamps the block to the sequence: 40 is not a tile size.
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(40, 64, 2), gpu(random({1, 2, 40, 64}, DType::bf16))), "simple");

@@ -458,7 +458,7 @@ void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q,
   if (dm.rows() == 0) return;
   const auto dl = device_layout(L, q.device());
   if (!flash::unsupported(*L, q, {&k, &v, &o})) {
-    flash::forward(dl->host_segments[0], scale, q, k, v, o, lse);
+    flash::forward_layout(*dl, scale, q, k, v, o, lse);
     ++g_counts.flash_forward;
     return;
   }
@@ -501,7 +501,7 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
       delta_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dm.rows(), dm.D, op_, dop, delta_p);
       SPARTA_CUDA_LAUNCH_CHECK(op);
       if (use_flash) {  // delta above is shared by both paths
-        flash::backward(dl->host_segments[0], scale, q, k, v, lse, delta, dout, dq, dk, dv);
+        flash::backward_layout(*dl, scale, q, k, v, lse, delta, dout, dq, dk, dv);
         return;
       }
       dq_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dl->segments, dl->n_segments, dm.rows(), dm.H,

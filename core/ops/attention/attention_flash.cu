@@ -179,6 +179,13 @@ __device__ __forceinline__ uint64_t mask_word(const Segment& s, const Step& st, 
   const uint64_t valid = st.kv_len >= 64 ? ~uint64_t(0) : (uint64_t(1) << st.kv_len) - 1;
   if (st.kind == BlockLayout::kFull) return valid;
   if (st.kind == BlockLayout::kCausal) {
+    if (s.q_pos || s.k_pos) {  // permuted or gathered indices: causality is between positions
+      const int64_t qp = s.q_pos ? s.q_pos[st.qt0 + r] : st.qt0 + r;
+      uint64_t bits = 0;
+      for (int c = 0; c < st.kv_len; ++c)
+        bits |= uint64_t((s.k_pos ? s.k_pos[st.kt0 + c] : st.kt0 + c) <= qp) << c;
+      return bits;
+    }
     const int64_t d = st.qt0 + r - st.kt0;  // keys c <= d are allowed
     if (d < 0) return 0;
     if (d >= 63) return valid;
@@ -200,7 +207,7 @@ struct Params {
   void *o, *dq, *dk, *dv;
   const float *lse_in, *delta;
   float* lse_out;
-  int64_t H, N;
+  int64_t H, N, Nk;  // N: query rows (q, o, dq, lse, delta); Nk: key rows (k, v, dk, dv)
   float scale, scale_log2;  // scale_log2 = scale * log2(e)
 };
 
@@ -264,10 +271,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
   const QueryTile qt(s, p.H, p.N);
   const int64_t* rp = row_ptr_of(s, qt.head);
   const int64_t first = rp[qt.i], n_steps = (rp[qt.i + 1] - first) * (s.block_k / kTile);
-  const int64_t base = qt.bh * p.N * D;
+  const int64_t base = qt.bh * p.N * D, kbase = qt.bh * p.Nk * D;
   const T* q = static_cast<const T*>(p.q) + base;
-  const T* k = static_cast<const T*>(p.k) + base;
-  const T* v = static_cast<const T*>(p.v) + base;
+  const T* k = static_cast<const T*>(p.k) + kbase;
+  const T* v = static_cast<const T*>(p.v) + kbase;
   T* o = static_cast<T*>(p.o) + base;
   float* lse = p.lse_out + qt.bh * p.N;
   const int r0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);  // this thread's rows r0, r0 + 8
@@ -435,10 +442,10 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
   const QueryTile qt(s, p.H, p.N);
   const int64_t* rp = row_ptr_of(s, qt.head);
   const int64_t first = rp[qt.i], n_steps = (rp[qt.i + 1] - first) * (s.block_k / kTile);
-  const int64_t base = qt.bh * p.N * D;
+  const int64_t base = qt.bh * p.N * D, kbase = qt.bh * p.Nk * D;
   const T* q = static_cast<const T*>(p.q) + base;
-  const T* k = static_cast<const T*>(p.k) + base;
-  const T* v = static_cast<const T*>(p.v) + base;
+  const T* k = static_cast<const T*>(p.k) + kbase;
+  const T* v = static_cast<const T*>(p.v) + kbase;
   const T* dout = static_cast<const T*>(p.dout) + base;
   T* dq = static_cast<T*>(p.dq) + base;
   const int r0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);
@@ -590,15 +597,15 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
   const int qtiles = int(s.block_q / kTile);
   const int64_t* cp = col_ptr_of(s, head);
   const int64_t first = cp[j], n_steps = (cp[j + 1] - first) * qtiles;
-  const int64_t base = bh * p.N * D;
+  const int64_t base = bh * p.N * D, kbase = bh * p.Nk * D;
   const T* q = static_cast<const T*>(p.q) + base;
-  const T* k = static_cast<const T*>(p.k) + base;
-  const T* v = static_cast<const T*>(p.v) + base;
+  const T* k = static_cast<const T*>(p.k) + kbase;
+  const T* v = static_cast<const T*>(p.v) + kbase;
   const T* dout = static_cast<const T*>(p.dout) + base;
   const float* lse = p.lse_in + bh * p.N;
   const float* delta = p.delta + bh * p.N;
-  T* dk = static_cast<T*>(p.dk) + base;
-  T* dv = static_cast<T*>(p.dv) + base;
+  T* dk = static_cast<T*>(p.dk) + kbase;
+  T* dv = static_cast<T*>(p.dv) + kbase;
   const int kr0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);  // this thread's keys kr0, kr0 + 8
 
   // Step x of the CSC list: entry at first + x / qtiles, query tile x % qtiles of its block.
@@ -754,12 +761,13 @@ struct Shape4 {
 };
 Shape4 shape_of(const Tensor& q) { return {q.shape(0), q.shape(1), q.shape(2), q.shape(3)}; }
 
-Params params_of(const Segment& s, double scale, const Tensor& q) {
+Params params_of(const Segment& s, double scale, const Tensor& q, const Tensor& k) {
   Params p;
   std::memset(&p, 0, sizeof(p));
   p.s = s;
   p.H = q.shape(1);
   p.N = q.shape(2);
+  p.Nk = k.shape(2);
   p.scale = float(scale);
   p.scale_log2 = float(scale * 1.4426950408889634);
   return p;
@@ -801,11 +809,12 @@ const char* unsupported(const attn::BlockLayout& L, const Tensor& q, std::initia
   }
   if (q.dtype() != DType::bf16 && q.dtype() != DType::f16) return "dtype is not bf16 or f16";
   if (q.dim() != 4 || (q.shape(3) != 64 && q.shape(3) != 128)) return "head dimension is not 64 or 128";
-  if (L.block_q != L.block_k || (L.block_q != 64 && L.block_q != 128)) return "blocks are not 64 x 64 or 128 x 128";
-  if (L.next) return "the layout has several segments";
-  if (!L.q_pos.empty() || !L.k_pos.empty()) return "the layout permutes tokens";
-  if (L.n_keys != L.seq_len) return "the layout gathers keys";
-  if (L.top_k != 0) return "top-k";
+  int n_segments = 0;
+  for (const attn::BlockLayout* s = &L; s; s = s->next.get()) {
+    if (s->block_q != s->block_k || (s->block_q != 64 && s->block_q != 128)) return "blocks are not 64 x 64 or 128 x 128";
+    if (s->top_k != 0) return "top-k";
+    if (++n_segments > max_segments()) return "too many segments";
+  }
   auto ok = [](const Tensor& t) {
     return t.is_contiguous() && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
   };
@@ -819,7 +828,7 @@ void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, c
              const Tensor& lse) {
   const char* op = "sparse_attention";
   const Shape4 sh = shape_of(q);
-  Params p = params_of(s, scale, q);
+  Params p = params_of(s, scale, q, k);
   p.q = q.data_ptr();
   p.k = k.data_ptr();
   p.v = v.data_ptr();
@@ -836,7 +845,7 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
               const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   const char* op = "sparse_attention_backward";
   const Shape4 sh = shape_of(q);
-  Params p = params_of(s, scale, q);
+  Params p = params_of(s, scale, q, k);
   p.q = q.data_ptr();
   p.k = k.data_ptr();
   p.v = v.data_ptr();

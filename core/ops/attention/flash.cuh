@@ -4,8 +4,9 @@
 //
 // What they cover (everything else runs the simple kernels of attention_cuda.cu):
 //   q, k, v bf16 or f16, head dim 64 or 128, contiguous with 16-byte aligned data;
-//   block_q == block_k == 64 or 128 (a 128 block runs as 2 x 2 tiles of 64);
-//   a single segment (no `next`) in identity token order (no q_pos/k_pos) with n_keys == seq_len;
+//   in every segment, block_q == block_k == 64 or 128 (a 128 block runs as 2 x 2 tiles of 64);
+//   up to max_segments() segments, each in token order, permuted, or over gathered keys
+//   (attention_flash_segments.cu runs them on gathered copies and merges them);
 //   no top-k.
 #include "core/ops/attention/device_layout.cuh"
 
@@ -16,13 +17,24 @@ namespace sparta::cuda::flash {
 // simple kernels, for A/B comparisons).
 const char* unsupported(const attn::BlockLayout& L, const Tensor& q, std::initializer_list<const Tensor*> others = {});
 
-// q, k, v, o: (B, H, N, D) contiguous; lse: (B, H, N) f32 (natural log, -inf for a row that sees
-// no key). s: the layout's only segment.
+// One segment, on tensors in the segment's own order: q, o (B, H, N, D) with N = s.seq_len and
+// k, v (B, H, Nk, D) with Nk = s.n_keys, contiguous; lse: (B, H, N) f32 (natural log, -inf for a row
+// that sees no key).
 void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
              const Tensor& lse);
 
-// delta: (B, H, N) f32, rowsum(dO * O). dq, dk, dv: (B, H, N, D) in q's dtype, fully written.
+// lse: the union's (every segment's) log-sum-exp; delta: (B, H, N) f32, rowsum(dO * O). dq: (B, H, N, D),
+// dk, dv: (B, H, Nk, D) in q's dtype, fully written.
 void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
               const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv);
+
+// Every segment of a layout, on q, k, v, o, dout (B, H, N, D) and lse, delta (B, H, N) in token
+// order (attention_flash_segments.cu).
+int max_segments();
+void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                    const Tensor& o, const Tensor& lse);
+void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                     const Tensor& lse, const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                     const Tensor& dv);
 
 }  // namespace sparta::cuda::flash
