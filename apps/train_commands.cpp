@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <array>
@@ -15,6 +16,8 @@
 #include "core/error.h"
 #include "data/byte_tokenizer.h"
 #include "nn/generate.h"
+#include "train/dist/communicator.h"
+#include "train/dist/launch.h"
 #include "train/export.h"
 #include "train/trainer.h"
 
@@ -54,9 +57,27 @@ void exit_if_stopped(const train::TrainResult& r) {
 }
 
 void report(const train::TrainResult& r) {
+  if (train::dist::launch_info().rank != 0) return;  // rank 0 speaks for a data-parallel job
   std::printf("done: step %lld, loss %.4f", static_cast<long long>(r.step), r.last_loss);
   if (r.val_bpb) std::printf(", validation %.3f bits per byte", *r.val_bpb);
   std::printf("\nrun directory %s\n", r.run_dir.c_str());
+}
+
+// Runs a trainer; an error on one rank of a data-parallel job ends every rank with its message
+// (the others would otherwise wait in their next collective until distributed.timeout_s).
+train::TrainResult run_trainer(const std::function<train::RunConfig()>& config, const train::TrainerOptions& o) {
+  try {
+    train::TrainResult result;
+    {
+      train::Trainer trainer(config(), o);
+      result = trainer.run();
+    }
+    train::dist::shutdown_world();
+    return result;
+  } catch (const std::exception& e) {
+    train::dist::abort_job_if_distributed(std::string("error: ") + e.what());
+    throw;
+  }
 }
 
 struct TrainArgs {
@@ -92,11 +113,7 @@ void add_train_commands(CLI::App& app) {
     o.quiet = t->quiet;
     if (t->stop_after > 0) o.stop_after = t->stop_after;
     stop_on_signals(o);
-    train::TrainResult result;
-    {
-      train::Trainer trainer(train::load_config(t->config, t->overrides), o);
-      result = trainer.run();
-    }
+    const train::TrainResult result = run_trainer([&] { return train::load_config(t->config, t->overrides); }, o);
     exit_if_stopped(result);
     report(result);
   });
@@ -104,6 +121,9 @@ void add_train_commands(CLI::App& app) {
   auto r = std::make_shared<TrainArgs>();
   CLI::App* resume = app.add_subcommand("resume", "continue a run from its latest checkpoint (or a daemon job: sparta resume JOB)");
   resume->add_option("run_dir", r->config, "run directory (runs/<name>), or the id of a daemon job")->required();
+  resume->add_option("overrides", r->overrides,
+                     "key=value overrides of the run's config, e.g. train.batch_size=16 when resuming on another "
+                     "number of processes");
   resume->add_option("--stop-after", r->stop_after, "stop after this step (with a checkpoint)");
   resume->add_flag("--quiet", r->quiet, "no progress on stdout");
   resume->add_flag("--job", r->job, "the argument is a daemon job id (the default for a number that names no directory)");
@@ -119,14 +139,10 @@ void add_train_commands(CLI::App& app) {
     o.resume = true;
     o.quiet = r->quiet;
     if (r->stop_after > 0) o.stop_after = r->stop_after;
-    train::RunConfig rc = train::load_run_config(r->config);
+    train::RunConfig rc = train::load_run_config(r->config, r->overrides);
     rc.name = dir.filename().string();
     stop_on_signals(o);
-    train::TrainResult result;
-    {
-      train::Trainer trainer(rc, o);
-      result = trainer.run();
-    }
+    const train::TrainResult result = run_trainer([&] { return rc; }, o);
     exit_if_stopped(result);
     report(result);
   });

@@ -50,6 +50,8 @@ WindowSampler::WindowSampler(TokenSourcePtr source, SamplerOptions options)
   SPARTA_CHECK(source_ != nullptr, "sampler", "no source");
   SPARTA_CHECK(options_.batch > 0, "sampler", "batch must be positive, got ", options_.batch);
   SPARTA_CHECK(options_.seq_len > 0, "sampler", "seq_len must be positive, got ", options_.seq_len);
+  SPARTA_CHECK(options_.world >= 1 && options_.rank >= 0 && options_.rank < options_.world, "sampler", "rank ",
+               options_.rank, " of a world of ", options_.world);
   const int64_t need = options_.seq_len + 1;
   SPARTA_CHECK(source_->size() >= need, "sampler", source_->describe(), " has ", source_->size(),
                " tokens; a window of seq_len ", options_.seq_len, " needs at least ", need);
@@ -86,6 +88,12 @@ Batch WindowSampler::next() {
   int64_t* targets = batch.targets.data<int64_t>();
   std::vector<uint16_t> window(size_t(T + 1));
   SamplerState s = state_;
+  auto skip = [&](int64_t n) {
+    s.index += n;
+    s.epoch += s.index / windows_;
+    s.index %= windows_;
+  };
+  skip(options_.rank * B);
   for (int64_t b = 0; b < B; ++b) {
     source_->read(window_at(s.epoch, s.index) * T, T + 1, window.data());
     for (int64_t t = 0; t < T; ++t) {
@@ -97,6 +105,7 @@ Batch WindowSampler::next() {
       s.index = 0;
     }
   }
+  skip((options_.world - 1 - options_.rank) * B);
   state_ = s;
   return batch;
 }

@@ -11,6 +11,12 @@
 // a function of (seed, epoch, index) alone (a Feistel network over Philox, not a shuffled array),
 // restoring a cursor costs nothing and the batches after it are exactly those an uninterrupted
 // run would have drawn.
+//
+// Note [global batches]: with `world` processes, the stream of windows is cut into global batches
+// of world * batch windows, and rank r takes windows [r * batch, (r + 1) * batch) of each. The
+// stream and the cursor (which counts global windows) do not depend on the world size, so two
+// ranks with batch b train on exactly what one process with batch 2b does, and a checkpoint
+// resumes under any world size.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -43,6 +49,9 @@ struct SamplerOptions {
   uint64_t seed = 0;
   // Off: windows in order 0, 1, 2, ... (a deterministic pass for evaluation).
   bool shuffle = true;
+  // Data parallelism (Note [global batches]): this process is `rank` of `world`.
+  int64_t rank = 0;
+  int64_t world = 1;
 };
 
 class WindowSampler {
@@ -50,7 +59,8 @@ class WindowSampler {
   // Throws, naming the source, its size and the size needed, when it holds no full window.
   WindowSampler(TokenSourcePtr source, SamplerOptions options);
 
-  // The next `batch` windows; the cursor moves only when the whole batch has been read.
+  // The next `batch` windows (this rank's share of the next global batch); the cursor moves past
+  // the whole global batch, and only once this rank's part of it has been read.
   Batch next();
 
   const SamplerState& state() const { return state_; }

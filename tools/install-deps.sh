@@ -5,11 +5,12 @@
 # The daemon (`sparta daemon`) needs cpp-httplib (its HTTP API), SQLite (its job store) and Chart.js
 # (libjs-chart.js: the dashboard's charts, served from /usr/share/javascript/chart.js); chromium runs
 # the dashboard's test headless.
+# libopenmpi-dev and openmpi-bin: data parallelism on the CPU and `mpirun` launches (docs/distributed.md).
 # Runs apt through sudo unless already root; does nothing when everything is present.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libtbb-dev libyaml-cpp-dev libboost-test-dev
           libhdf5-dev libcli11-dev libfmt-dev nlohmann-json3-dev libpng-dev vim-runtime
-          libcpp-httplib-dev libsqlite3-dev libjs-chart.js)
+          libcpp-httplib-dev libsqlite3-dev libjs-chart.js libopenmpi-dev openmpi-bin)
 # Ubuntu packages Chromium only as a snap, which does not run in containers: there the dashboard
 # test skips (with a message) unless a chromium is installed some other way.
 os_id=$( (. /etc/os-release 2>/dev/null && echo "${ID:-}") || true)

@@ -179,6 +179,13 @@ void emit_rest(YAML::Emitter& out, const RunConfig& c) {
   out << YAML::Key << "keep_last" << YAML::Value << c.checkpoint.keep_last;
   out << YAML::Key << "keep_best" << YAML::Value << c.checkpoint.keep_best;
   out << YAML::EndMap;
+
+  out << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "bucket_mb" << YAML::Value << number(c.distributed.bucket_mb);
+  out << YAML::Key << "reduce_dtype" << YAML::Value << enum_name(c.distributed.reduce_dtype);
+  out << YAML::Key << "timeout_s" << YAML::Value << number(c.distributed.timeout_s);
+  out << YAML::Key << "world_size" << YAML::Value << c.distributed.world_size;
+  out << YAML::EndMap;
 }
 
 }  // namespace
@@ -252,10 +259,15 @@ bool operator==(const LoggingConfig& a, const LoggingConfig& b) {
 bool operator==(const CheckpointConfig& a, const CheckpointConfig& b) {
   return std::tie(a.every, a.keep_last, a.keep_best) == std::tie(b.every, b.keep_last, b.keep_best);
 }
+bool operator==(const DistributedConfig& a, const DistributedConfig& b) {
+  return std::tie(a.bucket_mb, a.reduce_dtype, a.timeout_s, a.world_size) ==
+         std::tie(b.bucket_mb, b.reduce_dtype, b.timeout_s, b.world_size);
+}
 bool operator==(const RunConfig& a, const RunConfig& b) {
   return std::tie(a.name, a.seed, a.device, a.precision, a.model, a.data, a.optimizer, a.schedule, a.train,
-                  a.logging, a.checkpoint) == std::tie(b.name, b.seed, b.device, b.precision, b.model, b.data,
-                                                       b.optimizer, b.schedule, b.train, b.logging, b.checkpoint);
+                  a.logging, a.checkpoint, a.distributed) ==
+         std::tie(b.name, b.seed, b.device, b.precision, b.model, b.data, b.optimizer, b.schedule, b.train,
+                  b.logging, b.checkpoint, b.distributed);
 }
 
 }  // namespace sparta::train

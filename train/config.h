@@ -107,6 +107,21 @@ struct CheckpointConfig {
   bool keep_best = true;  // also keep the one with the lowest validation loss
 };
 
+// Data parallelism (train/dist/): one process per device, launched by mpirun or torchrun-style
+// environment variables; docs/distributed.md. train.batch_size is per process, so the global
+// batch is batch_size * world_size.
+enum class ReduceDType { f32, bf16 };
+const char* enum_name(ReduceDType v);
+
+struct DistributedConfig {
+  double bucket_mb = 25;                  // gradient bucket size in MB: all-reduced as soon as it is full in backward
+  ReduceDType reduce_dtype = ReduceDType::f32;  // "f32" | "bf16": the dtype gradients are averaged in
+  double timeout_s = 300;                 // a collective (or a silent peer) stalled this long is an error
+  // Recorded, not read: the number of processes the run last ran with (resolved configs and
+  // checkpoints say what they came from; a run resumes under any world size).
+  int64_t world_size = 1;
+};
+
 struct RunConfig {
   std::string name = "run";  // run directory runs/<name>/; letters, digits, '.', '_', '-'
   uint64_t seed = 0;         // seeds parameter init, dropout and data order
@@ -119,6 +134,7 @@ struct RunConfig {
   TrainConfig train;
   LoggingConfig logging;
   CheckpointConfig checkpoint;
+  DistributedConfig distributed;
 };
 
 bool operator==(const ModelConfig& a, const ModelConfig& b);
@@ -128,6 +144,7 @@ bool operator==(const ScheduleConfig& a, const ScheduleConfig& b);
 bool operator==(const TrainConfig& a, const TrainConfig& b);
 bool operator==(const LoggingConfig& a, const LoggingConfig& b);
 bool operator==(const CheckpointConfig& a, const CheckpointConfig& b);
+bool operator==(const DistributedConfig& a, const DistributedConfig& b);
 bool operator==(const RunConfig& a, const RunConfig& b);
 inline bool operator!=(const RunConfig& a, const RunConfig& b) { return !(a == b); }
 

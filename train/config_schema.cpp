@@ -40,6 +40,11 @@ const Names<ScheduleKind>& schedule_names() {
   return n;
 }
 
+const Names<ReduceDType>& reduce_dtype_names() {
+  static const Names<ReduceDType> n{{"f32", ReduceDType::f32}, {"bf16", ReduceDType::bf16}};
+  return n;
+}
+
 template <typename E>
 const char* name_in(const Names<E>& names, E v) {
   for (const auto& [name, value] : names) {
@@ -244,6 +249,19 @@ CheckpointConfig read_checkpoint(Section s) {
   return c;
 }
 
+DistributedConfig read_distributed(Section s) {
+  DistributedConfig d;
+  s.read("bucket_mb", d.bucket_mb);
+  s.read_enum("reduce_dtype", d.reduce_dtype, reduce_dtype_names());
+  s.read("timeout_s", d.timeout_s);
+  s.read("world_size", d.world_size);
+  s.finish();
+  s.check(d.bucket_mb > 0, "bucket_mb", "must be > 0, got ", d.bucket_mb);
+  s.check(d.timeout_s >= 1, "timeout_s", "must be >= 1 second, got ", d.timeout_s);
+  check_positive(s, "world_size", d.world_size);
+  return d;
+}
+
 }  // namespace
 
 RunConfig config_from_tree(const YAML::Node& root, const Origin& origin) {
@@ -258,7 +276,7 @@ RunConfig config_from_tree(const YAML::Node& root, const Origin& origin) {
   // the values under it are the ones the author meant to set.
   Section model = top.section("model"), data = top.section("data"), optimizer = top.section("optimizer"),
           schedule = top.section("schedule"), train = top.section("train"), logging = top.section("logging"),
-          checkpoint = top.section("checkpoint");
+          checkpoint = top.section("checkpoint"), distributed = top.section("distributed");
   top.finish();
 
   top.check(valid_run_name(c.name), "name", "'", c.name,
@@ -279,6 +297,7 @@ RunConfig config_from_tree(const YAML::Node& root, const Origin& origin) {
   c.train = read_train(train);
   c.logging = read_logging(logging);
   c.checkpoint = read_checkpoint(checkpoint);
+  c.distributed = read_distributed(distributed);
 
   Section(schedule).check(c.schedule.min_lr <= c.optimizer.lr, "min_lr", c.schedule.min_lr,
                           " is above optimizer.lr ", c.optimizer.lr, " (the decay would go up)");
@@ -291,6 +310,7 @@ const char* enum_name(Precision v) { return config_detail::name_in(config_detail
 const char* enum_name(Positions v) { return config_detail::name_in(config_detail::positions_names(), v); }
 const char* enum_name(DataFormat v) { return config_detail::name_in(config_detail::format_names(), v); }
 const char* enum_name(Utf8Mode v) { return config_detail::name_in(config_detail::utf8_names(), v); }
+const char* enum_name(ReduceDType v) { return config_detail::name_in(config_detail::reduce_dtype_names(), v); }
 const char* enum_name(OptimizerKind v) { return config_detail::name_in(config_detail::optimizer_names(), v); }
 
 DType precision_dtype(Precision p) {

@@ -12,11 +12,14 @@
 #include "core/autocast.h"
 #include "core/cuda/runtime.h"
 #include "core/ops.h"
+#include "core/random.h"
 #include "data/prefetch.h"
 #include "data/split.h"
 #include "train/atomic_file.h"
 #include "train/checkpoint.h"
 #include "train/checkpoint_manager.h"
+#include "train/dist/communicator.h"
+#include "train/dist/reducer.h"
 #include "train/loss_scaler.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
@@ -43,6 +46,16 @@ nn::PositionKind position_kind(Positions p) {
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Dropout must differ between data-parallel ranks (they would otherwise drop the same units of
+// different samples), while weight initialisation, drawn before this, must not. Rank 0 keeps the
+// run's seed, so a world of one draws what it always did; the offset, which advances alike on
+// every rank, is what checkpoints keep.
+uint64_t rank_seed(uint64_t seed, int rank) {
+  if (rank == 0) return seed;
+  const Philox4 r = philox4x32(seed, 0x72616E6Bull /* "rank" */, uint64_t(rank));
+  return uint64_t(r.v[0]) | uint64_t(r.v[1]) << 32;
 }
 
 }  // namespace
@@ -131,10 +144,10 @@ std::optional<DType> autocast_precision(Precision p) {
   return std::nullopt;
 }
 
-RunConfig load_run_config(const std::string& run_dir) {
+RunConfig load_run_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
   const std::string path = (fs::path(run_dir) / "config.yaml").string();
   SPARTA_CHECK(fs::exists(path), "resume", "'", run_dir, "' is not a run directory (no config.yaml)");
-  return load_config(path);
+  return load_config(path, overrides);
 }
 
 struct Trainer::State {
@@ -142,6 +155,9 @@ struct Trainer::State {
   TrainerOptions opt;
   std::string run_dir;
   Generator gen;
+  dist::CommunicatorPtr comm;  // a world of one unless launched by mpirun or torchrun-style variables
+  bool root = true;            // rank 0: the only one that writes the run directory
+  std::unique_ptr<dist::GradReducer> reducer;  // world size > 1 only
   std::unique_ptr<nn::SparseTransformer> model;
   std::unique_ptr<Optimizer> optim;
   LrSchedule schedule;
@@ -157,6 +173,7 @@ struct Trainer::State {
   double unigram_bits = 0;
 
   void say(const std::string& line) {
+    if (!root) return;
     log << line << "\n";
     log.flush();
     if (!opt.quiet) std::cout << line << std::endl;
@@ -168,7 +185,7 @@ struct Trainer::State {
     c.optimizer = optim->state();
     c.step = step;
     c.counters = loader->state().to_map("data.");
-    c.counters["rng.seed"] = int64_t(gen.seed());
+    c.counters["rng.seed"] = int64_t(cfg.seed);  // each rank derives its own from it (rank_seed)
     c.counters["rng.offset"] = int64_t(gen.offset());
     c.scalars["best_val_loss"] = best_val;
     scaler.save(c.scalars, c.counters);
@@ -181,6 +198,7 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
   State& s = *s_;
   s.cfg = std::move(cfg);
   s.opt = std::move(opt);
+  s.cfg.device = dist::rank_device(s.cfg.device);
   const RunConfig& c = s.cfg;
   if (c.device.is_cuda()) {
     const int n = cuda::device_count();
@@ -188,6 +206,10 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
                  n == 0 ? "no CUDA device is visible (or this build of sparta has no CUDA backend)"
                         : std::to_string(n) + " CUDA device(s) visible");
   }
+  s.comm = dist::world(c.device, c.distributed.timeout_s);
+  s.root = s.comm->rank() == 0;
+  s.cfg.distributed.world_size = s.comm->size();
+  if (!s.root) s.opt.quiet = true;
   s.scaler = LossScaler(c.precision == Precision::fp16);
   const nn::TransformerConfig tc = transformer_config(c);
 
@@ -200,6 +222,8 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
   so.batch = c.train.batch_size;
   so.seq_len = c.model.seq_len;
   so.seed = c.seed;
+  so.rank = s.comm->rank();
+  so.world = s.comm->size();
   data::WindowSampler sampler(s.split.train, so);
 
   s.gen.set_state(c.seed, 0);
@@ -229,23 +253,38 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
     s.model->load_state_dict(model_state);
     s.optim->load_state(st.optimizer);
     s.step = st.step;
-    s.gen.set_state(uint64_t(st.counters.at("rng.seed")), uint64_t(st.counters.at("rng.offset")));
+    s.gen.set_state(rank_seed(uint64_t(st.counters.at("rng.seed")), s.comm->rank()),
+                    uint64_t(st.counters.at("rng.offset")));
     sampler.set_state(data::SamplerState::from_map(st.counters, "data."));
     if (st.scalars.count("best_val_loss")) s.best_val = st.scalars.at("best_val_loss");
     s.scaler.load(st.scalars, st.counters);
   } else {
+    s.gen.set_state(rank_seed(c.seed, s.comm->rank()), s.gen.offset());
     SPARTA_CHECK(!fs::exists(fs::path(s.run_dir) / "checkpoints") || fs::is_empty(fs::path(s.run_dir) / "checkpoints"),
                  "train", "run directory '", s.run_dir, "' already holds checkpoints: resume it with `sparta resume ",
                  s.run_dir, "` or choose another name");
-    fs::create_directories(ckpt_dir);
-    s.checkpoints = std::make_unique<CheckpointManager>(ckpt_dir, int(c.checkpoint.keep_last), c.checkpoint.keep_best);
+    if (s.root) {
+      fs::create_directories(ckpt_dir);
+      s.checkpoints =
+          std::make_unique<CheckpointManager>(ckpt_dir, int(c.checkpoint.keep_last), c.checkpoint.keep_best);
+    }
   }
-  write_file_atomically((fs::path(s.run_dir) / "config.yaml").string(), to_yaml(c));
+  if (s.comm->size() > 1) {
+    // Every rank starts from rank 0's weights (they agree already, being drawn from one seed or
+    // read from one checkpoint; this makes it so whatever the seed handling of a future layer),
+    // and the reducer's hooks go on the parameters only now that they hold their final storage.
+    for (const auto& [name, p] : params) s.comm->broadcast(p, 0, "parameter " + name);
+    s.reducer = std::make_unique<dist::GradReducer>(s.comm, params, c.distributed.bucket_mb,
+                                                    c.distributed.reduce_dtype);
+  }
   s.loader = std::make_unique<data::Prefetcher>(std::move(sampler), std::max<int64_t>(1, c.data.prefetch));
-  s.metrics = std::make_unique<MetricsLog>((fs::path(s.run_dir) / "metrics.jsonl").string(),
-                                           s.opt.resume ? std::optional<int64_t>(s.step) : std::nullopt);
-  if (c.logging.tensorboard) s.events = std::make_unique<EventWriter>(s.run_dir, s.opt.resume ? s.step : -1);
-  s.log.open((fs::path(s.run_dir) / "log.txt").string(), std::ios::app);
+  if (s.root) {
+    write_file_atomically((fs::path(s.run_dir) / "config.yaml").string(), to_yaml(c));
+    s.metrics = std::make_unique<MetricsLog>((fs::path(s.run_dir) / "metrics.jsonl").string(),
+                                             s.opt.resume ? std::optional<int64_t>(s.step) : std::nullopt);
+    if (c.logging.tensorboard) s.events = std::make_unique<EventWriter>(s.run_dir, s.opt.resume ? s.step : -1);
+    s.log.open((fs::path(s.run_dir) / "log.txt").string(), std::ios::app);
+  }
   // The baseline a model must beat: the entropy of the validation bytes under their own unigram
   // distribution (what a model that ignores context would reach at best).
   {
@@ -261,7 +300,10 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
         std::to_string(s.model->parameter_count()) + " parameters, data " + source->describe() + " (" +
         std::to_string(s.split.train->size()) + " training / " + std::to_string(s.split.validation->size()) +
         " validation tokens); unigram entropy of the validation data " + std::to_string(s.unigram_bits).substr(0, 5) +
-        " bits per token");
+        " bits per token" +
+        (s.comm->size() > 1 ? "; " + std::to_string(s.comm->size()) + " processes over " + s.comm->backend() + ", " +
+                                  std::to_string(s.reducer->bucket_count()) + " gradient buckets"
+                            : std::string()));
 }
 
 Trainer::~Trainer() = default;
@@ -275,7 +317,8 @@ TrainResult Trainer::run() {
   TrainResult result;
   result.run_dir = s.run_dir;
   const NamedTensors params = s.model->named_parameters();
-  const int64_t tokens_per_step = c.train.batch_size * c.model.seq_len * c.train.grad_accum;
+  const int world = s.comm->size();
+  const int64_t tokens_per_step = c.train.batch_size * c.model.seq_len * c.train.grad_accum * world;
   const std::optional<DType> low = autocast_precision(c.precision);
   const auto start = std::chrono::steady_clock::now();
   EtaEstimator eta;
@@ -285,8 +328,15 @@ TrainResult Trainer::run() {
   // The step the newest checkpoint holds (-1: none yet), so a stop request does not save it twice.
   int64_t saved_step = s.opt.resume ? s.step : -1;
   while (s.step < last) {
-    if (s.opt.should_stop && s.opt.should_stop()) {
-      if (s.step > 0 && saved_step != s.step) {
+    bool stop = s.opt.should_stop && s.opt.should_stop();
+    if (world > 1) {
+      // Ranks get signals at different moments; they stop together (Note [collective order]).
+      std::vector<double> flag{stop ? 1.0 : 0.0};
+      s.comm->all_reduce_host(flag, dist::ReduceOp::max, "the stop flag of step " + std::to_string(s.step + 1));
+      stop = flag[0] > 0;
+    }
+    if (stop) {
+      if (s.root && s.step > 0 && saved_step != s.step) {
         result.last_checkpoint = s.checkpoints->save(s.step, s.snapshot());
         s.say("checkpoint " + result.last_checkpoint);
       }
@@ -308,7 +358,13 @@ TrainResult Trainer::run() {
         loss = s.model->loss(b.inputs, b.targets);
       }
       loss_sum += loss.item<double>();
+      if (s.reducer) s.reducer->set_sync(a == c.train.grad_accum - 1);
       autograd::backward(loss * (s.scaler.scale() / double(c.train.grad_accum)));
+    }
+    if (world > 1) {
+      std::vector<double> sum{loss_sum};
+      s.comm->all_reduce_host(sum, dist::ReduceOp::avg, "the loss of step " + std::to_string(step));
+      loss_sum = sum[0];
     }
     const double loss = loss_sum / double(c.train.grad_accum);
     const int64_t grad_bytes = bytes_of_grads(params);
@@ -325,7 +381,7 @@ TrainResult Trainer::run() {
             ", step skipped" + (s.scaler.enabled() ? " (loss scale now " + std::to_string(s.scaler.scale()) + ")" : ""));
       SPARTA_CHECK(++consecutive_skips < kMaxConsecutiveSkips, "train", kMaxConsecutiveSkips,
                    " steps in a row had non-finite losses or gradients; stopping. The last good checkpoint is ",
-                   s.checkpoints->latest().value_or("(none)"));
+                   s.checkpoints ? s.checkpoints->latest().value_or("(none)") : "(see rank 0)");
       continue;
     }
     consecutive_skips = 0;
@@ -365,7 +421,7 @@ TrainResult Trainer::run() {
       result.val_bpb = *rec.val_bpb;
       s.best_val = std::min(s.best_val, v);
     }
-    if (log_now || eval_now) {
+    if (s.root && (log_now || eval_now)) {
       s.metrics->append(rec);
       if (s.events) {
         std::map<std::string, double> scalars = {{"train/loss", loss}, {"train/lr", lr}, {"train/grad_norm", norm},
@@ -394,12 +450,15 @@ TrainResult Trainer::run() {
       s.say(line);
     }
     const bool ckpt_now = (c.checkpoint.every > 0 && step % c.checkpoint.every == 0) || step == last;
-    if (ckpt_now) {
+    if (ckpt_now) saved_step = step;
+    if (ckpt_now && s.root) {
       result.last_checkpoint = s.checkpoints->save(step, s.snapshot(), rec.val_loss);
       saved_step = step;
       s.say("checkpoint " + result.last_checkpoint);
     }
   }
+  // Every rank returns once rank 0's last checkpoint is on disk.
+  if (world > 1) s.comm->barrier("the end of the run");
   result.step = s.step;
   return result;
 }

@@ -68,7 +68,8 @@ std::optional<DType> autocast_precision(Precision p);
 // The token source a data config names (a text file, a directory of text files, or shards).
 data::TokenSourcePtr open_data(const DataConfig& data);
 
-// Reads runs/<name>/config.yaml back (for `sparta resume`).
-RunConfig load_run_config(const std::string& run_dir);
+// Reads runs/<name>/config.yaml back (for `sparta resume`), with `overrides` as load_config takes
+// them (a new train.batch_size for another number of processes, more train.steps).
+RunConfig load_run_config(const std::string& run_dir, const std::vector<std::string>& overrides = {});
 
 }  // namespace sparta::train

@@ -1,0 +1,212 @@
+// Data parallelism over MPI on the CPU, through the sparta program under `mpirun -np 2`:
+// - two ranks with batch b (and gradient accumulation, and many small buckets) end 20 steps with
+//   the parameters of one process with batch 2b, to float tolerance (and far from batch b alone);
+// - a run checkpointed by two ranks resumes in one process and ends where the others do;
+// - a rank killed mid-run ends the job within 60 s with a message naming it.
+// SPARTA_BIN and SPARTA_MPIEXEC come from ctest (tests/CMakeLists.txt).
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "core/ops.h"
+#include "train/checkpoint.h"
+
+namespace fs = std::filesystem;
+using namespace sparta;
+
+namespace {
+
+std::string env_or_fail(const char* name) {
+  const char* v = std::getenv(name);
+  BOOST_TEST_REQUIRE(v != nullptr, name << " is not set (ctest sets it)");
+  return v;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A scratch directory with a small corpus and a config of a tiny model.
+struct Workspace {
+  fs::path dir;
+  Workspace() {
+    dir = fs::temp_directory_path() / ("sparta-dist-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    std::ofstream text(dir / "corpus.txt");
+    uint64_t x = 12345;
+    const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dogs ", "run\n", "far ", "away, "};
+    for (int i = 0; i < 6000; ++i) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      text << words[(x >> 33) % 10];
+    }
+    std::ofstream cfg(dir / "tiny.yaml");
+    cfg << "name: tiny\nseed: 7\n"
+           "model: {d_model: 32, n_layers: 2, n_heads: 2, seq_len: 32, block: 16, dropout: 0.0}\n"
+           "data: {path: " << (dir / "corpus.txt").string() << ", val_fraction: 0.1, prefetch: 2}\n"
+           "optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.01}\n"
+           "schedule: {name: cosine, warmup: 3}\n"
+           "train: {steps: 20, batch_size: 2, grad_accum: 2, eval_every: 0}\n"
+           "logging: {every: 5, tensorboard: false}\n"
+           "checkpoint: {every: 10, keep_last: 5}\n"
+           "distributed: {bucket_mb: 0.01}\n";
+  }
+  ~Workspace() { fs::remove_all(dir); }
+
+  // `[mpirun -np N] sparta <args>`, output in <dir>/<log>; returns the exit status.
+  int run(int np, const std::string& args, const std::string& log) const {
+    std::string cmd;
+    if (np > 0)
+      cmd = env_or_fail("SPARTA_MPIEXEC") + " --allow-run-as-root --oversubscribe -np " + std::to_string(np) + " ";
+    cmd += env_or_fail("SPARTA_BIN") + " " + args + " > " + (dir / log).string() + " 2>&1";
+    const int status = std::system(cmd.c_str());
+    const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (rc != 0) BOOST_TEST_MESSAGE(cmd << " exited with " << rc << ":\n" << read_file((dir / log).string()));
+    return rc;
+  }
+  std::string train(const std::string& name, const std::string& overrides) const {
+    return "train " + (dir / "tiny.yaml").string() + " --runs " + (dir / "runs").string() + " name=" + name + " " +
+           overrides;
+  }
+  train::NamedTensors params(const std::string& run, int step) const {
+    char file[32];
+    std::snprintf(file, sizeof file, "step_%08d.h5", step);
+    return train::load_checkpoint((dir / "runs" / run / "checkpoints" / file).string()).model;
+  }
+};
+
+// The largest |a - b| over all parameters.
+double max_difference(const train::NamedTensors& a, const train::NamedTensors& b) {
+  BOOST_TEST_REQUIRE(a.size() == b.size());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    BOOST_TEST_REQUIRE(a[i].first == b[i].first);
+    worst = std::max(worst, max(abs(cast(a[i].second, DType::f64) - cast(b[i].second, DType::f64))).item<double>());
+  }
+  return worst;
+}
+
+// Summation order only: the two runs see the same samples. (SGD keeps rounding differences at
+// their size; AdamW divides a gradient by its own magnitude, which magnifies the rounding of
+// near-zero gradients such as the key biases', so it gets a tolerance of its own.)
+constexpr double kTolerance = 1e-6;
+constexpr double kAdamTolerance = 2e-4;
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(two_ranks_match_one_process_with_twice_the_batch) {
+  Workspace w;
+  BOOST_TEST_REQUIRE(w.run(2, w.train("ddp", "train.batch_size=2"), "ddp.log") == 0);
+  BOOST_TEST_REQUIRE(w.run(0, w.train("single", "train.batch_size=4"), "single.log") == 0);
+  BOOST_TEST_REQUIRE(w.run(0, w.train("half", "train.batch_size=2"), "half.log") == 0);
+  const double d = max_difference(w.params("ddp", 20), w.params("single", 20));
+  BOOST_TEST_MESSAGE("2 ranks x batch 2 against 1 x batch 4: max |difference| " << d);
+  BOOST_TEST(d < kTolerance);
+  // The comparison can fail: one process with batch b alone ends somewhere else.
+  const double far = max_difference(w.params("half", 20), w.params("single", 20));
+  BOOST_TEST(far > 100 * kTolerance);
+
+  // Rank 0 alone wrote the run directory: one metrics line per logged step, the world recorded.
+  const std::string metrics = read_file((w.dir / "runs/ddp/metrics.jsonl").string());
+  BOOST_TEST(std::count(metrics.begin(), metrics.end(), '\n') == 4);
+  BOOST_TEST(read_file((w.dir / "runs/ddp/config.yaml").string()).find("world_size: 2") != std::string::npos);
+  BOOST_TEST(read_file((w.dir / "ddp.log").string()).find("2 processes over mpi") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(two_ranks_match_one_process_under_adamw) {
+  Workspace w;
+  const std::string adam = " optimizer.name=adamw optimizer.lr=0.002";
+  BOOST_TEST_REQUIRE(w.run(2, w.train("ddp", "train.batch_size=2" + adam), "ddp.log") == 0);
+  BOOST_TEST_REQUIRE(w.run(0, w.train("single", "train.batch_size=4" + adam), "single.log") == 0);
+  const double d = max_difference(w.params("ddp", 20), w.params("single", 20));
+  BOOST_TEST_MESSAGE("AdamW, 2 ranks x batch 2 against 1 x batch 4: max |difference| " << d);
+  BOOST_TEST(d < kAdamTolerance);
+}
+
+BOOST_AUTO_TEST_CASE(bf16_reduction_stays_close) {
+  Workspace w;
+  BOOST_TEST_REQUIRE(w.run(2, w.train("ddp", "train.batch_size=2 distributed.reduce_dtype=bf16"), "ddp.log") == 0);
+  BOOST_TEST_REQUIRE(w.run(0, w.train("single", "train.batch_size=4"), "single.log") == 0);
+  const double d = max_difference(w.params("ddp", 20), w.params("single", 20));
+  BOOST_TEST_MESSAGE("bf16 gradient averaging: max |difference| " << d);
+  BOOST_TEST(d > 10 * kTolerance);  // it did round
+  BOOST_TEST(d < 1e-2);
+}
+
+BOOST_AUTO_TEST_CASE(resumes_with_another_world_size) {
+  Workspace w;
+  BOOST_TEST_REQUIRE(w.run(2, w.train("ddp", "train.batch_size=2") + " --stop-after 10", "first.log") == 0);
+  BOOST_TEST_REQUIRE(fs::exists(w.dir / "runs/ddp/checkpoints/step_00000010.h5"));
+  BOOST_TEST(!fs::exists(w.dir / "runs/ddp/checkpoints/step_00000020.h5"));
+  // The cursor counts global samples: one process with the global batch continues the stream.
+  BOOST_TEST_REQUIRE(w.run(0, "resume " + (w.dir / "runs/ddp").string() + " train.batch_size=4", "resume.log") == 0);
+  BOOST_TEST_REQUIRE(w.run(0, w.train("single", "train.batch_size=4"), "single.log") == 0);
+  const double d = max_difference(w.params("ddp", 20), w.params("single", 20));
+  BOOST_TEST_MESSAGE("2 ranks for 10 steps then 1 for 10, against 1 for 20: max |difference| " << d);
+  BOOST_TEST(d < kTolerance);
+  BOOST_TEST(read_file((w.dir / "runs/ddp/config.yaml").string()).find("world_size: 1") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_killed_rank_ends_the_job_naming_it) {
+  Workspace w;
+  const std::string log = (w.dir / "kill.log").string(), pid_file = (w.dir / "mpirun.pid").string();
+  const std::string cmd = env_or_fail("SPARTA_MPIEXEC") + " --allow-run-as-root --oversubscribe -np 2 " +
+                          env_or_fail("SPARTA_BIN") + " " + w.train("long", "train.steps=100000 checkpoint.every=0") +
+                          " > " + log + " 2>&1 & echo $! > " + pid_file;
+  BOOST_TEST_REQUIRE(std::system(cmd.c_str()) == 0);
+  const pid_t mpirun = pid_t(std::stol(read_file(pid_file)));
+  // Rank 1 is the child of mpirun whose environment says so.
+  auto rank1 = [&]() -> pid_t {
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      const std::string name = e.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::istringstream stat(read_file(e.path().string() + "/stat"));
+      std::string pid, comm, state, ppid;
+      stat >> pid >> comm >> state >> ppid;
+      if (ppid != std::to_string(mpirun)) continue;
+      const std::string environ = read_file(e.path().string() + "/environ");
+      if (environ.find(std::string("OMPI_COMM_WORLD_RANK=1") + '\0') != std::string::npos) return pid_t(std::stol(pid));
+    }
+    return 0;
+  };
+  // Wait until both ranks train (rank 0 has logged a step), then kill rank 1.
+  pid_t victim = 0;
+  for (int i = 0; i < 600 && (victim == 0 || read_file(log).find("step 5/") == std::string::npos); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (victim == 0) victim = rank1();
+  }
+  BOOST_TEST_REQUIRE(victim != 0);
+  BOOST_TEST_REQUIRE(::kill(victim, SIGKILL) == 0);
+  const auto killed = std::chrono::steady_clock::now();
+  bool ended = false;
+  while (std::chrono::steady_clock::now() - killed < std::chrono::seconds(60)) {
+    if (::kill(mpirun, 0) != 0) {  // gone (mpirun is our grandchild: the shell reaped... or init did)
+      ended = true;
+      break;
+    }
+    std::string st = read_file("/proc/" + std::to_string(mpirun) + "/stat");
+    if (st.find(") Z") != std::string::npos) {
+      ended = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  const std::string out = read_file(log);
+  BOOST_TEST_MESSAGE("the job ended " << seconds << " s after rank 1 was killed:\n" << out);
+  if (!ended) ::kill(mpirun, SIGKILL);
+  BOOST_TEST(ended);
+  BOOST_TEST(out.find("rank 1") != std::string::npos);
+}
