@@ -159,16 +159,32 @@ BOOST_AUTO_TEST_CASE(resumes_with_another_world_size) {
   BOOST_TEST(read_file((w.dir / "runs/ddp/config.yaml").string()).find("world_size: 1") != std::string::npos);
 }
 
-BOOST_AUTO_TEST_CASE(a_killed_rank_ends_the_job_naming_it) {
-  Workspace w;
-  const std::string log = (w.dir / "kill.log").string(), pid_file = (w.dir / "mpirun.pid").string();
-  const std::string cmd = env_or_fail("SPARTA_MPIEXEC") + " --allow-run-as-root --oversubscribe -np 2 " +
-                          env_or_fail("SPARTA_BIN") + " " + w.train("long", "train.steps=100000 checkpoint.every=0") +
-                          " > " + log + " 2>&1 & echo $! > " + pid_file;
-  BOOST_TEST_REQUIRE(std::system(cmd.c_str()) == 0);
-  const pid_t mpirun = pid_t(std::stol(read_file(pid_file)));
-  // Rank 1 is the child of mpirun whose environment says so.
-  auto rank1 = [&]() -> pid_t {
+namespace {
+
+// A long `mpirun -np 2` job in the background, its rank 1, and how long the job takes to end.
+struct LongJob {
+  const Workspace& w;
+  std::string log;
+  pid_t mpirun = 0, rank1 = 0;
+
+  LongJob(const Workspace& ws, const std::string& overrides) : w(ws), log((ws.dir / "long.log").string()) {
+    const std::string pid_file = (w.dir / "mpirun.pid").string();
+    const std::string cmd = env_or_fail("SPARTA_MPIEXEC") + " --allow-run-as-root --oversubscribe -np 2 " +
+                            env_or_fail("SPARTA_BIN") + " " +
+                            w.train("long", "train.steps=100000 checkpoint.every=0 " + overrides) + " > " + log +
+                            " 2>&1 & echo $! > " + pid_file;
+    BOOST_TEST_REQUIRE(std::system(cmd.c_str()) == 0);
+    mpirun = pid_t(std::stol(read_file(pid_file)));
+    // Until both ranks train (rank 0 has logged step 5) and rank 1 is found.
+    for (int i = 0; i < 600 && (rank1 == 0 || read_file(log).find("step 5/") == std::string::npos); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (rank1 == 0) rank1 = find_rank1();
+    }
+    BOOST_TEST_REQUIRE(rank1 != 0);
+  }
+
+  // The child of mpirun whose environment says it is rank 1.
+  pid_t find_rank1() const {
     for (const auto& e : fs::directory_iterator("/proc")) {
       const std::string name = e.path().filename().string();
       if (name.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -180,33 +196,47 @@ BOOST_AUTO_TEST_CASE(a_killed_rank_ends_the_job_naming_it) {
       if (environ.find(std::string("OMPI_COMM_WORLD_RANK=1") + '\0') != std::string::npos) return pid_t(std::stol(pid));
     }
     return 0;
-  };
-  // Wait until both ranks train (rank 0 has logged a step), then kill rank 1.
-  pid_t victim = 0;
-  for (int i = 0; i < 600 && (victim == 0 || read_file(log).find("step 5/") == std::string::npos); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (victim == 0) victim = rank1();
   }
-  BOOST_TEST_REQUIRE(victim != 0);
-  BOOST_TEST_REQUIRE(::kill(victim, SIGKILL) == 0);
-  const auto killed = std::chrono::steady_clock::now();
-  bool ended = false;
-  while (std::chrono::steady_clock::now() - killed < std::chrono::seconds(60)) {
-    if (::kill(mpirun, 0) != 0) {  // gone (mpirun is our grandchild: the shell reaped... or init did)
-      ended = true;
-      break;
-    }
-    std::string st = read_file("/proc/" + std::to_string(mpirun) + "/stat");
-    if (st.find(") Z") != std::string::npos) {
-      ended = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+
+  bool running() const {
+    // mpirun was started by a shell that has exited: it is not our child, and may linger as a zombie.
+    if (::kill(mpirun, 0) != 0) return false;
+    return read_file("/proc/" + std::to_string(mpirun) + "/stat").find(") Z") == std::string::npos;
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
-  const std::string out = read_file(log);
-  BOOST_TEST_MESSAGE("the job ended " << seconds << " s after rank 1 was killed:\n" << out);
-  if (!ended) ::kill(mpirun, SIGKILL);
-  BOOST_TEST(ended);
-  BOOST_TEST(out.find("rank 1") != std::string::npos);
+
+  // Seconds until mpirun ends (at most `limit`; then it is killed and the result is `limit`).
+  double wait_end(double limit) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+    while (running() && since() < limit) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const double t = since();
+    if (running()) {
+      ::kill(mpirun, SIGKILL);
+      ::kill(rank1, SIGKILL);
+    }
+    BOOST_TEST_MESSAGE("the job ended " << t << " s later:\n" << read_file(log));
+    return t;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_killed_rank_ends_the_job_naming_it) {
+  Workspace w;
+  LongJob job(w, "");
+  BOOST_TEST_REQUIRE(::kill(job.rank1, SIGKILL) == 0);
+  BOOST_TEST(job.wait_end(60) < 60);
+  // mpirun's own report: "mpirun noticed that process rank 1 with PID ... exited on signal 9 (Killed)."
+  BOOST_TEST(read_file(job.log).find("rank 1 with PID") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_hung_rank_times_out_naming_what_was_awaited) {
+  Workspace w;
+  LongJob job(w, "distributed.timeout_s=3");
+  BOOST_TEST_REQUIRE(::kill(job.rank1, SIGSTOP) == 0);  // alive, silent: mpirun cannot tell
+  BOOST_TEST(job.wait_end(60) < 30);
+  ::kill(job.rank1, SIGKILL);
+  const std::string out = read_file(job.log);
+  BOOST_TEST(out.find("[dist] rank 0: ") != std::string::npos);
+  BOOST_TEST(out.find("made no progress for 3 s (distributed.timeout_s)") != std::string::npos);
 }

@@ -96,30 +96,37 @@ data::TokenSourcePtr open_data(const DataConfig& d) {
   return data::open_text_file(d.path, utf8);
 }
 
-double evaluate_loss(const nn::SparseTransformer& model, const data::TokenSourcePtr& source, int64_t seq_len,
-                     int64_t batch, int64_t max_windows, std::optional<DType> low) {
+EvalSums evaluate_sums(const nn::SparseTransformer& model, const data::TokenSourcePtr& source, int64_t seq_len,
+                       int64_t batch, int64_t max_windows, std::optional<DType> low, int64_t shard, int64_t shards) {
   autograd::NoGradGuard no_grad;
   AutocastGuard autocast(low);
   const int64_t windows = (source->size() - 1) / seq_len;
   SPARTA_CHECK(windows >= 1, "eval", source->describe(), " holds ", source->size(), " tokens; a window needs ",
                seq_len + 1);
   const int64_t n = max_windows > 0 ? std::min(windows, max_windows) : windows;
-  double total = 0;
-  int64_t count = 0;
+  std::vector<int64_t> mine;
+  for (int64_t w = shard; w < n; w += shards) mine.push_back(w);
+  EvalSums sums;
   std::vector<uint16_t> buf(size_t(seq_len + 1));
-  for (int64_t w0 = 0; w0 < n; w0 += batch) {
-    const int64_t b = std::min(batch, n - w0);
+  for (size_t i0 = 0; i0 < mine.size(); i0 += size_t(batch)) {
+    const int64_t b = std::min<int64_t>(batch, int64_t(mine.size() - i0));
     std::vector<int64_t> x, y;
-    for (int64_t w = w0; w < w0 + b; ++w) {
-      source->read(w * seq_len, seq_len + 1, buf.data());
+    for (size_t i = i0; i < i0 + size_t(b); ++i) {
+      source->read(mine[i] * seq_len, seq_len + 1, buf.data());
       x.insert(x.end(), buf.begin(), buf.end() - 1);
       y.insert(y.end(), buf.begin() + 1, buf.end());
     }
     Tensor loss = model.loss(from_vector_i64(x, {b, seq_len}), from_vector_i64(y, {b, seq_len}));
-    total += loss.item<double>() * double(b);
-    count += b;
+    sums.loss_sum += loss.item<double>() * double(b);
+    sums.windows += b;
   }
-  return total / double(count);
+  return sums;
+}
+
+double evaluate_loss(const nn::SparseTransformer& model, const data::TokenSourcePtr& source, int64_t seq_len,
+                     int64_t batch, int64_t max_windows, std::optional<DType> low) {
+  const EvalSums s = evaluate_sums(model, source, seq_len, batch, max_windows, low, 0, 1);
+  return s.loss_sum / double(s.windows);
 }
 
 namespace {
@@ -411,8 +418,12 @@ TrainResult Trainer::run() {
     if (s.scaler.enabled()) rec.extra["loss_scale"] = s.scaler.scale();
     if (eval_now) {
       s.model->eval();
-      const double v = evaluate_loss(*s.model, s.split.validation, c.model.seq_len, c.train.batch_size,
-                                     c.train.eval_batches * c.train.batch_size, low);
+      // Each rank evaluates its share of the windows (the same windows whatever the world size).
+      const EvalSums part = evaluate_sums(*s.model, s.split.validation, c.model.seq_len, c.train.batch_size,
+                                          c.train.eval_batches * c.train.batch_size, low, s.comm->rank(), world);
+      std::vector<double> sums{part.loss_sum, double(part.windows)};
+      if (world > 1) s.comm->all_reduce_host(sums, dist::ReduceOp::sum, "the validation loss of step " + std::to_string(step));
+      const double v = sums[0] / sums[1];
       s.model->train();
       rec.val_loss = v;
       rec.val_bpb = v / std::log(2.0);

@@ -62,6 +62,15 @@ class Trainer {
 double evaluate_loss(const nn::SparseTransformer& model, const data::TokenSourcePtr& source, int64_t seq_len,
                      int64_t batch, int64_t max_windows, std::optional<DType> low = std::nullopt);
 
+// The sums behind evaluate_loss over this shard's windows (window w belongs to shard w % shards),
+// so data-parallel ranks can split an evaluation and add their sums: loss_sum / windows is the mean.
+struct EvalSums {
+  double loss_sum = 0;  // per-window mean losses, added
+  int64_t windows = 0;
+};
+EvalSums evaluate_sums(const nn::SparseTransformer& model, const data::TokenSourcePtr& source, int64_t seq_len,
+                       int64_t batch, int64_t max_windows, std::optional<DType> low, int64_t shard, int64_t shards);
+
 // The autocast precision of a run's `precision` (nullopt for fp32).
 std::optional<DType> autocast_precision(Precision p);
 
