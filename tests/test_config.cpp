@@ -95,6 +95,11 @@ checkpoint:
   every: 0
   keep_last: 1
   keep_best: false
+distributed:
+  bucket_mb: 12.5
+  reduce_dtype: bf16
+  timeout_s: 45
+  world_size: 4
 )";
 
 fs::path configs_dir() { return fs::path(__FILE__).parent_path().parent_path() / "configs"; }
@@ -200,6 +205,10 @@ BOOST_AUTO_TEST_CASE(every_key_from_yaml) {
   BOOST_CHECK_EQUAL(c.checkpoint.every, 0);
   BOOST_CHECK_EQUAL(c.checkpoint.keep_last, 1);
   BOOST_CHECK(!c.checkpoint.keep_best);
+  BOOST_CHECK_EQUAL(c.distributed.bucket_mb, 12.5);
+  BOOST_CHECK(c.distributed.reduce_dtype == ReduceDType::bf16);
+  BOOST_CHECK_EQUAL(c.distributed.timeout_s, 45.0);
+  BOOST_CHECK_EQUAL(c.distributed.world_size, 4);
   BOOST_CHECK(precision_dtype(c.precision) == DType::f16);
 
   // The other spellings of enums and checkpointing, "cuda" alone, a lone pattern, an empty list.
@@ -254,7 +263,8 @@ BOOST_AUTO_TEST_CASE(to_yaml_round_trips) {
                             "path:", "glob:", "format:", "utf8:", "val_fraction:", "prefetch:", "lr:", "betas:",
                             "eps:", "weight_decay:", "momentum:", "no_decay:", "warmup:", "min_lr:", "steps:",
                             "batch_size:", "grad_accum:", "grad_clip:", "eval_every:", "eval_batches:",
-                            "tensorboard:", "keep_last:", "keep_best:"}) {
+                            "tensorboard:", "keep_last:", "keep_best:", "bucket_mb:", "reduce_dtype:", "timeout_s:",
+                            "world_size:"}) {
       BOOST_CHECK_MESSAGE(text.find(key) != std::string::npos, "to_yaml lacks " << key << ":\n" << text);
     }
   }
@@ -360,6 +370,9 @@ BOOST_AUTO_TEST_CASE(bad_values) {
   check_parse_error(kMinimal + "schedule:\n  min_lr: 0.1\n", {"schedule.min_lr: 0.1 is above optimizer.lr"});
   check_parse_error(kMinimal + "name: ../escape\n", {"name: '../escape' is not a directory name"});
   check_parse_error(kMinimal + "name: ''\n", {"name: '' is not a directory name"});
+  check_parse_error(kMinimal + "distributed:\n  bucket_mb: 0\n", {"distributed.bucket_mb: must be > 0, got 0"});
+  check_parse_error(kMinimal + "distributed:\n  timeout_s: 0.5\n", {"distributed.timeout_s: must be >= 1 second"});
+  check_parse_error(kMinimal + "distributed:\n  world_size: 0\n", {"distributed.world_size: must be >= 1"});
 
   check_parse_error(kMinimal + "model:\n  d_model: 100\n  n_heads: 3\n",
                     {"x.yaml:5: model.n_heads: d_model 100 is not divisible by n_heads 3"});
@@ -376,6 +389,8 @@ BOOST_AUTO_TEST_CASE(enums_list_their_values) {
   check_parse_error("data:\n  path: a\n  format: csv\n", {"data.format: unknown value 'csv' (expected text or shards)"});
   check_parse_error("data:\n  path: a\n  utf8: lax\n", {"data.utf8: unknown value 'lax' (expected strict or bytes)"});
   check_parse_error(kMinimal + "optimizer:\n  name: adam\n", {"optimizer.name: unknown value 'adam' (expected adamw or sgd)"});
+  check_parse_error(kMinimal + "distributed:\n  reduce_dtype: f16\n",
+                    {"distributed.reduce_dtype: unknown value 'f16' (expected f32 or bf16)"});
   check_parse_error(kMinimal + "schedule:\n  name: step\n",
                     {"schedule.name: unknown value 'step' (expected cosine, linear or constant)"});
   check_parse_error(kMinimal + "device: gpu\n", {"configs/x.yaml:3: device: unknown device 'gpu'", "cuda:N"});
