@@ -30,7 +30,9 @@ void backward(const Tensors& roots, const Tensors& gradients);
 // Runs once per leaf when its gradient for this backward pass is complete (data-parallel
 // bucketing listens here). Hooks stay until the tensor dies.
 void register_grad_ready_hook(const Tensor& leaf, std::function<void(Tensor&)> hook);
-// Runs once after the next backward pass finishes on this thread, then is forgotten.
+// Runs once after the next backward pass finishes on this thread, then is forgotten. A pass
+// nested in another (activation checkpointing recomputes and backpropagates inside a vjp) leaves
+// the callbacks to the outermost pass.
 void queue_post_backward_callback(std::function<void()> cb);
 
 }  // namespace sparta::autograd

@@ -11,6 +11,9 @@ namespace {
 
 thread_local bool t_grad_enabled = true;
 thread_local std::vector<std::function<void()>> t_post_backward;
+// Backward passes running on this thread: activation checkpointing (nn/checkpoint.cpp) runs one
+// inside a vjp, and post-backward callbacks belong to the outermost pass.
+thread_local int t_backward_depth = 0;
 std::atomic<uint64_t> g_sequence{0};
 
 void record(const std::shared_ptr<Primitive>& p, const Tensors& inputs, Tensors& outputs) {
@@ -128,6 +131,10 @@ void backward(const Tensors& roots, const Tensors& gradients) {
   SPARTA_CHECK(roots.size() == gradients.size(), "backward", roots.size(), " roots but ", gradients.size(),
                " gradients");
   NoGradGuard no_grad;  // the vjps themselves are not recorded
+  struct Depth {
+    Depth() { ++t_backward_depth; }
+    ~Depth() { --t_backward_depth; }
+  } depth;
 
   struct Pending {
     Tensors grads;
@@ -244,6 +251,7 @@ void backward(const Tensors& roots, const Tensors& gradients) {
     }
   }
 
+  if (t_backward_depth > 1) return;  // a nested pass: the outermost one runs the callbacks
   auto callbacks = std::move(t_post_backward);
   t_post_backward.clear();
   for (auto& cb : callbacks) cb();

@@ -114,6 +114,9 @@ BOOST_AUTO_TEST_CASE(two_ranks_match_one_process_with_twice_the_batch) {
   const double d = max_difference(w.params("ddp", 20), w.params("single", 20));
   BOOST_TEST_MESSAGE("2 ranks x batch 2 against 1 x batch 4: max |difference| " << d);
   BOOST_TEST(d < kTolerance);
+  // Activation checkpointing backpropagates inside backward: the reduction still waits for it all.
+  BOOST_TEST_REQUIRE(w.run(2, w.train("ckpt", "train.batch_size=2 model.checkpoint_activations=all"), "ckpt.log") == 0);
+  BOOST_TEST(max_difference(w.params("ckpt", 20), w.params("single", 20)) < kTolerance);
   // The comparison can fail: one process with batch b alone ends somewhere else.
   const double far = max_difference(w.params("half", 20), w.params("single", 20));
   BOOST_TEST(far > 100 * kTolerance);

@@ -176,6 +176,35 @@ BOOST_AUTO_TEST_CASE(activation_checkpointing_gives_bit_identical_gradients) {
   BOOST_CHECK(grads_with(2) == plain);
 }
 
+// Data-parallel reduction (train/dist/reducer.h) finishes in a post-backward callback: with
+// checkpointing, the recomputations' nested backward passes must not run it early.
+BOOST_AUTO_TEST_CASE(post_backward_callbacks_wait_for_the_outermost_pass) {
+  nn::TransformerConfig c;
+  c.vocab_size = 40;
+  c.d_model = 24;
+  c.n_layers = 3;
+  c.n_heads = 2;
+  c.max_seq_len = 32;
+  c.block = 8;
+  c.attention = {nn::parse_pattern("local:8")};
+  c.checkpoint_every = 1;
+  Generator gen(3);
+  nn::SparseTransformer m(c, &gen);
+  const auto params = m.named_parameters();
+  size_t hooks = 0;
+  for (auto& [name, p] : params) autograd::register_grad_ready_hook(p, [&](Tensor&) { ++hooks; });
+  int calls = 0;
+  size_t hooks_at_call = 0;
+  autograd::queue_post_backward_callback([&] {
+    ++calls;
+    hooks_at_call = hooks;
+  });
+  Tensor x = randint(0, 40, {2, 32}, DType::i64, &gen), y = randint(0, 40, {2, 32}, DType::i64, &gen);
+  autograd::backward(m.loss(x, y));
+  BOOST_CHECK_EQUAL(calls, 1);
+  BOOST_CHECK_EQUAL(hooks_at_call, params.size());  // every gradient was complete before it ran
+}
+
 BOOST_AUTO_TEST_CASE(activation_checkpointing_keeps_less_memory) {
   auto held_after_forward = [](int64_t every) {
     nn::TransformerConfig c;
