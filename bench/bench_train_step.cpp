@@ -25,7 +25,7 @@
 
 using namespace sparta;
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"training-step benchmark"};
   int64_t seq = 512, d_model = 256, batch = 8, steps = 6, vocab = 256, block = 64;
   int layers = 4, heads = 4;
@@ -126,4 +126,15 @@ int main(int argc, char** argv) {
   reducer.reset();
   train::dist::shutdown_world();
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    // One rank's error ends every rank of a data-parallel run, with its message.
+    train::dist::abort_job_if_distributed(std::string("error: ") + e.what());
+    std::fprintf(stderr, "bench_train_step: error: %s\n", e.what());
+    return 1;
+  }
 }

@@ -399,6 +399,35 @@ BOOST_AUTO_TEST_CASE(tail_split_sizes_and_disjointness) {
 
 // ---- sampler --------------------------------------------------------------------------------
 
+// Note [global batches]: rank r of a world of 3 with batch b draws rows [r b, (r + 1) b) of what one
+// process with batch 3 b draws, across epoch boundaries too, and the cursors agree after each batch.
+BOOST_AUTO_TEST_CASE(sampler_ranks_split_the_global_batches) {
+  Split s = split_tail(positions(1000), 0.2);
+  const int64_t T = 7, b = 5, world = 3;  // 114 windows: global batches of 15 run across epochs
+  SamplerOptions whole{b * world, T, 42};
+  WindowSampler one(s.train, whole);
+  std::vector<WindowSampler> ranks;
+  for (int64_t r = 0; r < world; ++r) {
+    SamplerOptions o{b, T, 42};
+    o.rank = r;
+    o.world = world;
+    ranks.emplace_back(s.train, o);
+  }
+  for (int step = 0; step < 20; ++step) {
+    std::vector<int64_t> expect = values(one.next().inputs), got;
+    for (WindowSampler& r : ranks) {
+      const std::vector<int64_t> part = values(r.next().inputs);
+      got.insert(got.end(), part.begin(), part.end());
+      BOOST_CHECK(r.state() == one.state());
+    }
+    BOOST_CHECK(got == expect);
+  }
+  SamplerOptions bad{b, T, 42};
+  bad.rank = 3;
+  bad.world = 3;
+  check_error([&] { WindowSampler(s.train, bad); }, {"[sampler]", "rank 3 of a world of 3"});
+}
+
 BOOST_AUTO_TEST_CASE(sampler_windows_are_shifted_inside_their_split_and_cover_each_epoch) {
   Split s = split_tail(positions(1000), 0.2);
   const int64_t T = 7, B = 6, W = 799 / T;  // 114 windows of the 800 train tokens

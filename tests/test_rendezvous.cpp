@@ -42,10 +42,10 @@ LaunchInfo launch(int rank, int port) {
   return l;
 }
 
-enum class Child { dies, says_goodbye, goes_silent };
+enum class Child { dies, says_goodbye, goes_silent, throws };
 
 // Rank 1 in a child: receives the bytes (exit status 3 if they are wrong), then dies, leaves
-// normally, or stays connected without a heartbeat.
+// normally, stays connected without a heartbeat, or closes without a goodbye.
 pid_t start_rank1(int port, Child how) {
   std::fflush(stdout);
   std::fflush(stderr);
@@ -60,9 +60,12 @@ pid_t start_rank1(int port, Child how) {
       ::pause();
       std::_Exit(0);
     }
-    r.watch(30, [](int, const std::string&) {});
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-    if (how == Child::dies) std::_Exit(0);  // no goodbye: as if killed
+    if (how != Child::throws) {  // throws: ~Rendezvous without leave(), as when a constructor throws
+      r.watch(30, [](int, const std::string&) {});
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      if (how == Child::dies) std::_Exit(0);  // no goodbye: as if killed
+      r.leave();
+    }
   }
   std::_Exit(0);
 }
@@ -113,6 +116,12 @@ BOOST_AUTO_TEST_CASE(a_rank_that_dies_is_lost_at_once) {
   BOOST_TEST(lost.rank == 1);
   BOOST_TEST(lost.how.find("closed") != std::string::npos, lost.how);
   BOOST_TEST(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 5.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_rank_that_closes_without_goodbye_is_lost) {
+  Lost lost;
+  run_rank0(Child::throws, lost, 10);
+  BOOST_TEST(lost.rank == 1);
 }
 
 BOOST_AUTO_TEST_CASE(a_rank_that_says_goodbye_is_not_lost) {

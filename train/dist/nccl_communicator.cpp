@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -102,22 +103,24 @@ class NcclCommunicator final : public Communicator {
                    bytes.size(), " bytes from rank 0, expected ", sizeof id, " (a different NCCL version?)");
     }
     std::memcpy(&id, bytes.data(), sizeof id);
-    SPARTA_NCCL_CHECK("init", ncclCommInitRank(&comm_, launch.size, id, launch.rank));
+    // The heartbeat watches the peers from here on, through NCCL's start (which waits for every
+    // rank) too; until now a missing peer was an error of the rendezvous itself.
+    if (rendezvous_)
+      rendezvous_->watch(std::min(timeout_s_, 30.0), [this](int rank, const std::string& how) {
+        fail("rank " + std::to_string(rank) + " lost: " + how);
+      });
+    ncclComm_t comm = nullptr;
+    SPARTA_NCCL_CHECK("init", ncclCommInitRank(&comm, launch.size, id, launch.rank));
+    comm_ = comm;
     int least = 0, greatest = 0;
     cudaDeviceGetStreamPriorityRange(&least, &greatest);
     SPARTA_CUDA_CHECK("dist", cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest));
     SPARTA_CUDA_CHECK("dist", cudaMalloc(&host_buffer_, kHostValues * sizeof(double)));
     watchdog_ = std::thread([this] { watch(); });
-    // The heartbeat watches the peers only from here on: until now a missing peer was an error
-    // of the rendezvous itself.
-    if (rendezvous_)
-      rendezvous_->watch(std::min(timeout_s_, 30.0), [this](int rank, const std::string& how) {
-        fail("rank " + std::to_string(rank) + " lost: " + how);
-      });
   }
 
   ~NcclCommunicator() override {
-    rendezvous_.reset();  // goodbye first, so that peers do not take our exit for a death
+    if (rendezvous_) rendezvous_->leave();  // first, so that peers do not take our exit for a death
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
@@ -242,7 +245,7 @@ class NcclCommunicator final : public Communicator {
       std::this_thread::sleep_for(std::chrono::seconds(10));
       std::_Exit(1);
     }).detach();
-    ncclCommAbort(comm_);
+    if (ncclComm_t c = comm_.load()) ncclCommAbort(c);
     die(launch_.rank, "ended after a distributed failure");
   }
 
@@ -251,7 +254,7 @@ class NcclCommunicator final : public Communicator {
   double timeout_s_;
   CommunicatorPtr bootstrap_;
   std::unique_ptr<Rendezvous> rendezvous_;
-  ncclComm_t comm_ = nullptr;
+  std::atomic<ncclComm_t> comm_{nullptr};  // set once NCCL has started; read by fail() from any thread
   cudaStream_t stream_ = nullptr;
   double* host_buffer_ = nullptr;
   std::mutex mu_;

@@ -145,9 +145,15 @@ Rendezvous::Rendezvous(const LaunchInfo& launch, double timeout_s) : launch_(lau
 Rendezvous::~Rendezvous() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
+  for (Peer& p : peers_) ::close(p.fd);
+}
+
+void Rendezvous::leave() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
   for (Peer& p : peers_) {
     if (!p.gone) send_frame(p, kBye, launch_.rank);
-    ::close(p.fd);
+    p.gone = true;
   }
 }
 

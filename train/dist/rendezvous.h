@@ -21,8 +21,11 @@ class Rendezvous {
   // Connects the star rank 0 - every other rank; waits at most timeout_s for everyone to arrive
   // (throws naming who is missing, or where rank 0 was expected, when they do not).
   Rendezvous(const LaunchInfo& launch, double timeout_s);
-  // Says goodbye (a peer that ends normally is not "lost") and closes the connections.
+  // Closes the connections: without leave() first, the peers take this rank for lost (which is
+  // right when a constructor throws on the way, say NCCL failing to start).
   ~Rendezvous();
+  // Says goodbye: a rank that ends normally is not "lost".
+  void leave();
   Rendezvous(const Rendezvous&) = delete;
   Rendezvous& operator=(const Rendezvous&) = delete;
 
