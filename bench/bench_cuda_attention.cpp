@@ -1,11 +1,13 @@
 // Block-sparse attention on the GPU (CUDA builds only): forward and forward+backward time of
-// dense causal, local, strided and fixed patterns, bf16, at a fixed token count per batch
-// (batch x length = --tokens), to set the tensor-core kernels (attention_flash.cu) against the
-// simple ones and against what the pairs cost. Prints a markdown table per row:
+// dense causal, local, strided, fixed and top-k (32 of a window of 512) patterns, bf16, at a fixed
+// token count per batch (batch x length = --tokens), to set the tensor-core kernels
+// (attention_flash.cu) against the simple ones and against what the pairs cost. Prints a markdown
+// table per row:
 //   kernel       which kernels ran (the dispatch's counters): flash (tensor cores) or simple
 //                (strided and fixed layouts have several segments or permuted tokens, which only
 //                the simple kernels take for now); "fwd/bwd" when the passes differ
-//   pairs        allowed (query, key) pairs over all heads and the batch, from the layout
+//   pairs        allowed (query, key) pairs over all heads and the batch, from the layout (for
+//                top-k, the window's pairs: every one is scored, though only k per query are kept)
 //   TFLOP/s      effective: 4 D FLOPs per allowed pair forward (Q K^T and P V), 2.5x that
 //                backward, so forward+backward counts 3.5x the forward's
 //   peak MiB     the device's peak allocation during forward+backward, inputs included
@@ -104,7 +106,8 @@ int main(int argc, char** argv) {
         {"local(" + std::to_string(window) + ")", nn::local(window)},
         {"strided(" + std::to_string(l) + ")", nn::strided(l)},
         {"fixed(" + std::to_string(l) + ",c=" + std::to_string(std::max<int64_t>(1, l / 8)) + ")",
-         nn::fixed(l, std::max<int64_t>(1, l / 8))}};
+         nn::fixed(l, std::max<int64_t>(1, l / 8))},
+        {"topk:32:512", nn::top_k(32, 512)}};
     Generator gen(static_cast<uint64_t>(n));
     auto input = [&] { return to_device(randn({B, heads, n, dim}, DType::bf16, &gen), dev); };
     Tensor q = input(), k = input(), v = input(), g = input();

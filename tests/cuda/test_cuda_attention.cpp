@@ -166,9 +166,3 @@ BOOST_AUTO_TEST_CASE(results_are_deterministic_and_layouts_reusable, SPARTA_NEED
     check_case(c, 1, 2, 33 + i, 8, 16, DType::f32);
   }
 }
-
-BOOST_AUTO_TEST_CASE(top_k_is_refused, SPARTA_NEEDS_GPU) {
-  auto L = top_k(5, 16)->layout(40, 8, 2);
-  Tensor q = gpu(random({1, 2, 40, 16}));
-  check_error([&] { sparse_attention(q, q, q, L); }, {"[sparse_attention]", "top-k attention has no CUDA kernel yet"});
-}

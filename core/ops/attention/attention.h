@@ -60,7 +60,8 @@ void sparse_attention_backward(const attn::BlockLayout& L, double scale, const T
 
 #ifdef SPARTA_CUDA
 namespace cuda {
-// The cpu:: contracts on CUDA tensors (f64, f32, bf16, f16); layouts with top_k > 0 are refused.
+// The cpu:: contracts on CUDA tensors (f64, f32, bf16, f16). Top-k layouts run the simple kernels,
+// after a selection kernel (topk.cuh) has written the thresholds.
 // The layout comes as its shared_ptr: its arrays are copied to the device once per layout object
 // and cached while that object lives (weak_ptr keys).
 using LayoutPtr = std::shared_ptr<const attn::BlockLayout>;

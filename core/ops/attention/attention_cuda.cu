@@ -25,14 +25,16 @@
 #include "core/ops/attention/attention.h"
 #include "core/ops/attention/device_layout.cuh"
 #include "core/ops/attention/flash.cuh"
+#include "core/ops/attention/topk.cuh"
+#include "core/ops/attention/warp_row.cuh"
 
 namespace sparta {
 namespace cuda {
 namespace {
 
 using attn::BlockLayout;
+using namespace warp_row;
 
-constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kWarps = 4;  // rows per thread block
 
 std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
@@ -96,87 +98,15 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
   return out;
 }
 
-// ---- device helpers ---------------------------------------------------------------------------
-
-template <typename C>
-__device__ __forceinline__ C warp_sum(C v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-
-template <typename C>
-__device__ __forceinline__ C cmax(C a, C b) {
-  return a < b ? b : a;
-}
-
-template <typename C>
-__device__ __forceinline__ C warp_max(C v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = cmax(v, __shfl_xor_sync(kFullMask, v, o));
-  return v;
-}
-
-__device__ __forceinline__ float exp_c(float x) { return ::expf(x); }
-__device__ __forceinline__ double exp_c(double x) { return ::exp(x); }
-__device__ __forceinline__ float log_c(float x) { return ::logf(x); }
-__device__ __forceinline__ double log_c(double x) { return ::log(x); }
-
-__device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-template <typename C>
-__device__ __forceinline__ C neg_inf() {
-  return -C(INFINITY);
-}
-
-// Whether entry e (of kind `kind`) allows row r, column c of its block: query at position qp,
-// key at position kp; cols is the key block's length (the mask bits' row length).
-__device__ __forceinline__ bool entry_allows(const Segment& s, int64_t e, uint8_t kind, int64_t r, int64_t c,
-                                             int64_t cols, int64_t qp, int64_t kp) {
-  if (kind == BlockLayout::kFull) return true;
-  if (kind == BlockLayout::kCausal) return kp <= qp;
-  const int64_t b = s.mask_offset[e] + r * cols + c;
-  return (s.mask_bits[b >> 6] >> (b & 63)) & 1u;
-}
-
-// Lane's slice of a row of D values: d = lane + 32 t, zero past D.
-template <int DT, typename T, typename C>
-__device__ __forceinline__ void load_row(const T* row, int64_t D, int lane, C (&out)[DT]) {
-#pragma unroll
-  for (int t = 0; t < DT; ++t) {
-    const int64_t d = lane + 32 * t;
-    out[t] = d < D ? convert<C>(row[d]) : C(0);
-  }
-}
-
-template <int DT, typename T, typename C>
-__device__ __forceinline__ void store_row(T* row, int64_t D, int lane, const C (&in)[DT], C mul) {
-#pragma unroll
-  for (int t = 0; t < DT; ++t) {
-    const int64_t d = lane + 32 * t;
-    if (d < D) row[d] = convert<T>(in[t] * mul);
-  }
-}
-
-// The lane's part of a dot product of its slice with a row in memory.
-template <int DT, typename T, typename C>
-__device__ __forceinline__ C dot_part(const C (&a)[DT], const T* row, int64_t D, int lane) {
-  C s = 0;
-#pragma unroll
-  for (int t = 0; t < DT; ++t) {
-    const int64_t d = lane + 32 * t;
-    if (d < D) s += a[t] * convert<C>(row[d]);
-  }
-  return s;
-}
-
 // ---- forward ----------------------------------------------------------------------------------
 
 // q, k, v, o: (B, H, N, D) contiguous; lse: (B, H, N). One warp per (b, h, query position).
+// threshold: (B, H, N), top-k layouts only (else null): the first segment keeps only the scores
+// >= the row's threshold (attention_topk_cuda.cu found it), as the CPU does.
 template <typename T, typename C, int DT>
 __global__ void __launch_bounds__(kWarps * 32)
     forward_kernel(const Segment* segs, int n_segs, int64_t rows_total, int64_t H, int64_t N, int64_t D, C scale,
-                   const T* q, const T* k, const T* v, T* o, C* lse) {
+                   const T* q, const T* k, const T* v, const C* threshold, T* o, C* lse) {
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (row >= rows_total) return;  // the whole warp
@@ -194,6 +124,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (p < 0) continue;
     const int64_t h = s.n_layouts == 1 ? 0 : head, i = p / s.block_q, r = p % s.block_q;
     const int64_t* rp = s.row_ptr + h * (s.n_qblocks + 1);
+    const C row_thr = threshold && si == 0 ? threshold[row] : neg_inf<C>();
     for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
       const int64_t k0 = int64_t(s.col_idx[e]) * s.block_k, cols = imin(s.block_k, s.n_keys - k0);
       const uint8_t kind = s.kind[e];
@@ -211,9 +142,15 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (unsigned b = ballot; b; b &= b - 1) {
           const int src = __ffs(b) - 1;
           const int64_t kpb = __shfl_sync(kFullMask, kp, src);
-          const C dot = warp_sum(dot_part<DT>(qr, kb + kpb * D, D, lane));
-          if (lane == src) sc = dot * scale;
+          const C sb = score(dot_part<DT>(qr, kb + kpb * D, D, lane), scale);
+          if (lane == src) sc = sb;
         }
+        // Top-k drops the scores below the threshold (written `!(<)` as on the CPU, so that a NaN
+        // score is kept and shows).
+        ok = ok && !(sc < row_thr);
+        const unsigned kept = __ballot_sync(kFullMask, ok);
+        if (kept == 0) continue;
+        if (!ok) sc = neg_inf<C>();
         // The online softmax: rescale what was accumulated when the running max grows.
         const C m_new = cmax(m, warp_max(sc));
         const C alpha = exp_c(m - m_new);
@@ -222,7 +159,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         m = m_new;
 #pragma unroll
         for (int t = 0; t < DT; ++t) acc[t] *= alpha;
-        for (unsigned b = ballot; b; b &= b - 1) {
+        for (unsigned b = kept; b; b &= b - 1) {
           const int src = __ffs(b) - 1;
           const int64_t kpb = __shfl_sync(kFullMask, kp, src);
           const C pb = __shfl_sync(kFullMask, pr, src);
@@ -260,7 +197,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <typename T, typename C, int DT>
 __global__ void __launch_bounds__(kWarps * 32)
     dq_kernel(const Segment* segs, int n_segs, int64_t rows_total, int64_t H, int64_t N, int64_t D, C scale,
-              const T* q, const T* k, const T* v, const T* dout, const C* lse, const C* delta, T* dq) {
+              const T* q, const T* k, const T* v, const T* dout, const C* lse, const C* delta, const C* threshold,
+              T* dq) {
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (row >= rows_total) return;
@@ -280,6 +218,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (p < 0) continue;
     const int64_t h = s.n_layouts == 1 ? 0 : head, i = p / s.block_q, r = p % s.block_q;
     const int64_t* rp = s.row_ptr + h * (s.n_qblocks + 1);
+    // Top-k: the forward's threshold, saved, so that exactly the forward's scores pass.
+    const C row_thr = threshold && si == 0 ? threshold[row] : neg_inf<C>();
     for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
       const int64_t k0 = int64_t(s.col_idx[e]) * s.block_k, cols = imin(s.block_k, s.n_keys - k0);
       const uint8_t kind = s.kind[e];
@@ -295,9 +235,10 @@ __global__ void __launch_bounds__(kWarps * 32)
           const int src = __ffs(b) - 1;
           const int64_t kpb = __shfl_sync(kFullMask, kp, src);
           const T* kr = kb + kpb * D;
-          const C sdot = warp_sum(dot_part<DT>(qr, kr, D, lane));
+          const C sc = score(dot_part<DT>(qr, kr, D, lane), scale);
+          if (sc < row_thr) continue;  // the same value on every lane
           const C dp = warp_sum(dot_part<DT>(dor, vb + kpb * D, D, lane));
-          const C pr = exp_c(sdot * scale - row_lse);
+          const C pr = exp_c(sc - row_lse);
           const C ds = pr * (dp - row_delta) * scale;
 #pragma unroll
           for (int t = 0; t < DT; ++t) {
@@ -316,7 +257,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <typename T, typename C, int DT>
 __global__ void __launch_bounds__(kWarps * 32)
     dkdv_kernel(const Segment* segs, int n_segs, int64_t rows_total, int64_t H, int64_t N, int64_t D, C scale,
-                const T* q, const T* k, const T* v, const T* dout, const C* lse, const C* delta, T* dk, T* dv) {
+                const T* q, const T* k, const T* v, const T* dout, const C* lse, const C* delta, const C* threshold,
+                T* dk, T* dv) {
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (row >= rows_total) return;
@@ -325,6 +267,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const T* ob = dout + bh * N * D;
   const C* lb = lse + bh * N;
   const C* db = delta + bh * N;
+  const C* tb = threshold ? threshold + bh * N : nullptr;
   C kr[DT], vr[DT], gk[DT], gv[DT];
   load_row<DT>(k + row * D, D, lane, kr);
   load_row<DT>(v + row * D, D, lane, vr);
@@ -345,13 +288,14 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int64_t r = r0 + lane;
         int64_t qp = 0;
         bool ok = false;
-        C my_lse = 0, my_delta = 0;
+        C my_lse = 0, my_delta = 0, my_thr = neg_inf<C>();
         if (r < rows) {
           qp = s.q_pos ? s.q_pos[q0 + r] : q0 + r;
           ok = entry_allows(s, e, kind, r, c, cols, qp, pos);
           if (ok) {
             my_lse = lb[qp];
             my_delta = db[qp];
+            if (tb && si == 0) my_thr = tb[qp];  // top-k: the first segment's saved threshold
             ok = my_lse != neg_inf<C>();
           }
         }
@@ -359,17 +303,15 @@ __global__ void __launch_bounds__(kWarps * 32)
           const int src = __ffs(b) - 1;
           const int64_t qpb = __shfl_sync(kFullMask, qp, src);
           const C row_lse = __shfl_sync(kFullMask, my_lse, src), row_delta = __shfl_sync(kFullMask, my_delta, src);
+          const C row_thr = __shfl_sync(kFullMask, my_thr, src);
           C qv[DT], dov[DT];
           load_row<DT>(qb + qpb * D, D, lane, qv);
+          // The forward's score to the bit (Note [bit-identical scores]): q . k, q first.
+          const C sc = score(dot_part<DT>(qv, kr, D, lane), scale);
+          if (sc < row_thr) continue;  // the same value on every lane
           load_row<DT>(ob + qpb * D, D, lane, dov);
-          C sp = 0, dpp = 0;
-#pragma unroll
-          for (int t = 0; t < DT; ++t) {
-            sp += qv[t] * kr[t];
-            dpp += dov[t] * vr[t];
-          }
-          const C pr = exp_c(warp_sum(sp) * scale - row_lse);
-          const C ds = pr * (warp_sum(dpp) - row_delta) * scale;
+          const C pr = exp_c(sc - row_lse);
+          const C ds = pr * (warp_sum(dot_part<DT>(dov, vr, D, lane)) - row_delta) * scale;
 #pragma unroll
           for (int t = 0; t < DT; ++t) {
             gv[t] += pr * dov[t];
@@ -403,9 +345,16 @@ void dispatch_slices(int64_t D, const char* op, F&& f) {
   return f(std::integral_constant<int, 8>());
 }
 
-void check_supported(const BlockLayout& L, const Tensor& threshold, const char* op) {
-  SPARTA_CHECK(L.top_k == 0 && !threshold.defined(), op, "top-k attention has no CUDA kernel yet (top_k = ", L.top_k,
-               ")");
+// Top-k layouts come with the per-row threshold (B, H, N) in the accumulation type, others without.
+void check_top_k(const BlockLayout& L, const Tensor& lse, const Tensor& threshold, const char* op) {
+  SPARTA_CHECK((L.top_k > 0) == threshold.defined(), op, "top_k = ", L.top_k, " but the threshold tensor is ",
+               threshold.defined() ? "given" : "missing");
+  if (!threshold.defined()) return;
+  SPARTA_CHECK(threshold.dtype() == lse.dtype() && threshold.numel() == lse.numel() && threshold.is_contiguous() &&
+                   threshold.device() == lse.device(),
+               op, "the top-k threshold must be like lse: ", dtype_name(lse.dtype()), " ", shape_str(lse.shape()),
+               " contiguous on ", lse.device().str(), ", got ", dtype_name(threshold.dtype()), " ",
+               shape_str(threshold.shape()), " on ", threshold.device().str());
 }
 
 // Passes by kernel family (attention_kernel_counts).
@@ -453,7 +402,7 @@ std::shared_ptr<const DeviceLayout> device_layout(const LayoutPtr& L, Device dev
 void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& o, const Tensor& lse, const Tensor& threshold) {
   const char* op = "sparse_attention";
-  check_supported(*L, threshold, op);
+  check_top_k(*L, lse, threshold, op);
   const Dims dm = dims_of(q);
   if (dm.rows() == 0) return;
   const auto dl = device_layout(L, q.device());
@@ -463,6 +412,8 @@ void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q,
     return;
   }
   ++g_counts.simple_forward;
+  // Top-k (the tensor-core kernels refuse it): each row's threshold first, from the first segment.
+  if (threshold.defined()) topk::thresholds(*L, dl->host_segments[0], scale, q, k, threshold);
   dispatch_slices(dm.D, op, [&](auto slices) {
     constexpr int DT = decltype(slices)::value;
     SPARTA_CUDA_DISPATCH_FLOAT(q.dtype(), op, [&] {
@@ -470,7 +421,8 @@ void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q,
       using C = acc_t<T>;
       forward_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(
           dl->segments, dl->n_segments, dm.rows(), dm.H, dm.N, dm.D, C(scale), static_cast<const T*>(q.data_ptr()),
-          static_cast<const T*>(k.data_ptr()), static_cast<const T*>(v.data_ptr()), static_cast<T*>(o.data_ptr()),
+          static_cast<const T*>(k.data_ptr()), static_cast<const T*>(v.data_ptr()),
+          threshold.defined() ? static_cast<const C*>(threshold.data_ptr()) : nullptr, static_cast<T*>(o.data_ptr()),
           static_cast<C*>(lse.data_ptr()));
       SPARTA_CUDA_LAUNCH_CHECK(op);
     });
@@ -481,7 +433,7 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
                                const Tensor& o, const Tensor& lse, const Tensor& threshold, const Tensor& dout,
                                const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   const char* op = "sparse_attention_backward";
-  check_supported(*L, threshold, op);
+  check_top_k(*L, lse, threshold, op);
   const Dims dm = dims_of(q);
   if (dm.rows() == 0) return;
   const auto dl = device_layout(L, q.device());
@@ -498,6 +450,7 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
               *dop = static_cast<const T*>(dout.data_ptr());
       const C* lp = static_cast<const C*>(lse.data_ptr());
       C* delta_p = static_cast<C*>(delta.data_ptr());
+      const C* thr_p = threshold.defined() ? static_cast<const C*>(threshold.data_ptr()) : nullptr;
       delta_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dm.rows(), dm.D, op_, dop, delta_p);
       SPARTA_CUDA_LAUNCH_CHECK(op);
       if (use_flash) {  // delta above is shared by both paths
@@ -506,10 +459,10 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
       }
       dq_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dl->segments, dl->n_segments, dm.rows(), dm.H,
                                                                    dm.N, dm.D, C(scale), qp, kp, vp, dop, lp,
-                                                                   delta_p, static_cast<T*>(dq.data_ptr()));
+                                                                   delta_p, thr_p, static_cast<T*>(dq.data_ptr()));
       SPARTA_CUDA_LAUNCH_CHECK(op);
       dkdv_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(
-          dl->segments, dl->n_segments, dm.rows(), dm.H, dm.N, dm.D, C(scale), qp, kp, vp, dop, lp, delta_p,
+          dl->segments, dl->n_segments, dm.rows(), dm.H, dm.N, dm.D, C(scale), qp, kp, vp, dop, lp, delta_p, thr_p,
           static_cast<T*>(dk.data_ptr()), static_cast<T*>(dv.data_ptr()));
       SPARTA_CUDA_LAUNCH_CHECK(op);
     });
@@ -524,7 +477,9 @@ Tensors SparseAttention::eval_cuda(const Tensors& in) {
   const Shape rows(q.shape().begin(), q.shape().end() - 1);
   Tensor o = Tensor::empty(q.shape(), q.dtype(), q.device());
   Tensor lse = Tensor::empty(rows, accumulation_dtype(q.dtype()), q.device());
-  cuda::sparse_attention_forward(layout_, scale_, q, k, v, o, lse, Tensor());
+  Tensor threshold = layout_->top_k > 0 ? Tensor::empty(rows, lse.dtype(), q.device()) : Tensor();
+  cuda::sparse_attention_forward(layout_, scale_, q, k, v, o, lse, threshold);
+  if (threshold.defined()) return {o, lse, threshold};
   return {o, lse};
 }
 
