@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     __syncwarp();
     auto count = [&](C x) {
       const Key key = R::key(x);
-      if ((key & fixed) == prefix) atomicAdd(&hist[int(key >> shift) & (kBins - 1)], 1u);
+      if ((key & fixed) == prefix) atomicAdd(&hist[unsigned((key >> shift) & Key(kBins - 1))], 1u);
     };
     if (cached) {
       for (int64_t x = lane; x < n; x += 32) count(cache[x]);
