@@ -6,6 +6,7 @@
 
 #include "autograd/grad_mode.h"
 #include "core/ops.h"
+#include "core/ops/attention/attention_decode.h"
 
 namespace sparta::nn {
 namespace {
@@ -14,6 +15,19 @@ namespace {
 struct LayerCache {
   std::vector<int64_t> pos;
   std::vector<std::vector<float>> k, v;  // per head: pos.size() * head_dim
+};
+
+// A layer's cache on the model's GPU: k, v (1, H, max_seq_len, Dh) indexed by position, written
+// in place, read by the decode kernel (which reads only the keys the layout selects). Copying
+// the host cache to the device every step would cost more than the attention.
+struct DeviceCache {
+  Tensor k, v;
+  void put(const QKV& p, int64_t offset) {
+    const int64_t T = p.k.shape(2);
+    Tensor kd = slice(k, 2, offset, offset + T), vd = slice(v, 2, offset, offset + T);
+    copy_(kd, p.k);
+    copy_(vd, p.v);
+  }
 };
 
 std::vector<float> last_logits(const Tensor& logits) {
@@ -54,7 +68,8 @@ Tensor attend_cached(const SparseAttention& attn, const attn::BlockLayout& L, co
         out[size_t(h * D + d)] += float(s[n] / z * cache.v[size_t(h)][idx[n] * size_t(D) + size_t(d)]);
   }
   (void)attn;
-  return from_vector(std::vector<double>(out.begin(), out.end()), {1, H, 1, D});
+  // On a GPU model (a top-k layer, which has no decode kernel) the result joins the model there.
+  return to_device(from_vector(std::vector<double>(out.begin(), out.end()), {1, H, 1, D}), p.q.device());
 }
 
 void append(LayerCache& c, const QKV& p, int64_t offset) {
@@ -140,6 +155,7 @@ std::vector<int64_t> generate(const SparseTransformer& model, const std::vector<
   }
   const auto& blocks = model.blocks();
   std::vector<LayerCache> caches(blocks.size());
+  std::vector<DeviceCache> device_caches(blocks.size());
   std::vector<std::shared_ptr<const attn::BlockLayout>> full_layouts;
   for (const auto& b : blocks) full_layouts.push_back(b->attention().layout(c.max_seq_len));
   const int64_t D = c.d_model / c.n_heads;
@@ -149,7 +165,14 @@ std::vector<int64_t> generate(const SparseTransformer& model, const std::vector<
   for (size_t l = 0; l < blocks.size(); ++l) {
     const SparseAttention& attn = blocks[l]->attention();
     QKV p = attn.project(blocks[l]->ln1(h), 0);
-    append(caches[l], p, 0);
+    // On a GPU the cache stays there, unless the layer's pattern has no decode kernel (top-k).
+    if (p.k.device().is_cuda() && full_layouts[l]->top_k == 0) {
+      const Shape shape = {1, p.k.shape(1), c.max_seq_len, D};
+      device_caches[l] = {Tensor::empty(shape, p.k.dtype(), p.k.device()), Tensor::empty(shape, p.v.dtype(), p.v.device())};
+      device_caches[l].put(p, 0);
+    } else {
+      append(caches[l], p, 0);
+    }
     h = h + attn.output(sparse_attention(p.q, p.k, p.v, attn.layout(h.shape(1))));
     h = blocks[l]->mlp_residual(h);
   }
@@ -162,11 +185,17 @@ std::vector<int64_t> generate(const SparseTransformer& model, const std::vector<
     Tensor x = model.embed(from_vector_i64({next}, {1, 1}), t);
     for (size_t l = 0; l < blocks.size(); ++l) {
       const SparseAttention& attn = blocks[l]->attention();
-      evict(caches[l], *attn.options().pattern, t, D);
       QKV p = attn.project(blocks[l]->ln1(x), t);
-      append(caches[l], p, t);
-      if (stats) stats->peak_cached_keys = std::max(stats->peak_cached_keys, int64_t(caches[l].pos.size()));
-      x = x + attn.output(attend_cached(attn, *full_layouts[l], caches[l], p, t));
+      if (device_caches[l].k.defined()) {
+        device_caches[l].put(p, t);
+        if (stats) stats->peak_cached_keys = std::max(stats->peak_cached_keys, t + 1);  // every position is kept
+        x = x + attn.output(sparse_attention_decode(p.q, device_caches[l].k, device_caches[l].v, t, full_layouts[l]));
+      } else {
+        evict(caches[l], *attn.options().pattern, t, D);
+        append(caches[l], p, t);
+        if (stats) stats->peak_cached_keys = std::max(stats->peak_cached_keys, int64_t(caches[l].pos.size()));
+        x = x + attn.output(attend_cached(attn, *full_layouts[l], caches[l], p, t));
+      }
       x = blocks[l]->mlp_residual(x);
     }
     next = draw(last_logits(model.head(x)));

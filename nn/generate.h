@@ -2,7 +2,9 @@
 // Sampling from a SparseTransformer, with or without a KV cache. The cache is pattern-aware: each
 // layer keeps only the keys its pattern can still attend (Pattern::retains: a local layer its
 // window, a fixed layer its current block and the summary cells), and each new query reads only
-// the cached keys its pattern allows.
+// the cached keys its pattern allows. On a GPU model each layer's cache stays on the device,
+// indexed by position, and new queries go through the decode kernel (sparse_attention_decode),
+// which reads only the keys the layout selects; top-k layers keep the host cache.
 #include <cstdint>
 #include <vector>
 
