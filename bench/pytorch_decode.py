@@ -74,6 +74,7 @@ def main():
             if a.masked:
                 c = max(1, l // 8)
                 fm, sm = fixed_mask(n, l, c, dev), strided_mask(n, l, dev)
+                fm, sm = fm.view(1, 1, 1, n), sm.view(1, 1, 1, n)  # one query row, broadcast
                 rows.append((f"fixed({l},c={c}) masked", int(fm.sum()),
                              lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=fm)))
                 rows.append((f"strided({l}) masked", int(sm.sum()),

@@ -68,7 +68,8 @@ CommunicatorPtr g_world;
 CommunicatorPtr world(Device device, double timeout_s) {
   std::lock_guard<std::mutex> lock(g_world_mu);
   CommunicatorPtr& made = g_world;
-  if (!made) {
+  if (!made || (made->size() == 1 && made->device() != device)) {
+    // A world of one has no peers to agree with: a process may train on the cpu, then on a GPU.
     made = make(launch_info(), device, timeout_s);
   } else {
     SPARTA_CHECK(made->device() == device, "dist", "this process's communicator works on ", made->device().str(),

@@ -123,55 +123,34 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int64_t p = s.q_index ? s.q_index[pos] : pos;
     if (p < 0) continue;
     const int64_t h = s.n_layouts == 1 ? 0 : head, i = p / s.block_q, r = p % s.block_q;
-    const int64_t* rp = s.row_ptr + h * (s.n_qblocks + 1);
     const C row_thr = threshold && si == 0 ? threshold[row] : neg_inf<C>();
-    for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
-      const int64_t k0 = int64_t(s.col_idx[e]) * s.block_k, cols = imin(s.block_k, s.n_keys - k0);
-      const uint8_t kind = s.kind[e];
-      for (int64_t c0 = 0; c0 < cols; c0 += 32) {
-        const int64_t c = c0 + lane;
-        int64_t kp = 0;
-        bool ok = false;
-        if (c < cols) {
-          kp = s.k_pos ? s.k_pos[k0 + c] : k0 + c;
-          ok = entry_allows(s, e, kind, r, c, cols, pos, kp);
-        }
-        const unsigned ballot = __ballot_sync(kFullMask, ok);
-        if (ballot == 0) continue;
-        C sc = neg_inf<C>();  // lane j: the score of key c0 + j
-        for (unsigned b = ballot; b; b &= b - 1) {
-          const int src = __ffs(b) - 1;
-          const int64_t kpb = __shfl_sync(kFullMask, kp, src);
-          const C sb = score(dot_part<DT>(qr, kb + kpb * D, D, lane), scale);
-          if (lane == src) sc = sb;
-        }
-        // Top-k drops the scores below the threshold (written `!(<)` as on the CPU, so that a NaN
-        // score is kept and shows).
-        ok = ok && !(sc < row_thr);
-        const unsigned kept = __ballot_sync(kFullMask, ok);
-        if (kept == 0) continue;
-        if (!ok) sc = neg_inf<C>();
-        // The online softmax: rescale what was accumulated when the running max grows.
-        const C m_new = cmax(m, warp_max(sc));
-        const C alpha = exp_c(m - m_new);
-        const C pr = ok ? exp_c(sc - m_new) : C(0);
-        l = l * alpha + warp_sum(pr);
-        m = m_new;
+    for_each_run<true, DT>(s, h, i, r, pos, qr, kb, D, scale, lane, [&](bool ok, C sc, unsigned, int64_t kp) {
+      // Top-k drops the scores below the threshold (written `!(<)` as on the CPU, so that a NaN
+      // score is kept and shows).
+      ok = ok && !(sc < row_thr);
+      const unsigned kept = __ballot_sync(kFullMask, ok);
+      if (kept == 0) return;
+      if (!ok) sc = neg_inf<C>();
+      // The online softmax: rescale what was accumulated when the running max grows.
+      const C m_new = cmax(m, warp_max(sc));
+      const C alpha = exp_c(m - m_new);
+      const C pr = ok ? exp_c(sc - m_new) : C(0);
+      l = l * alpha + warp_sum(pr);
+      m = m_new;
 #pragma unroll
-        for (int t = 0; t < DT; ++t) acc[t] *= alpha;
-        for (unsigned b = kept; b; b &= b - 1) {
-          const int src = __ffs(b) - 1;
-          const int64_t kpb = __shfl_sync(kFullMask, kp, src);
-          const C pb = __shfl_sync(kFullMask, pr, src);
-          const T* vr = vb + kpb * D;
+      for (int t = 0; t < DT; ++t) acc[t] *= alpha;
+      for (unsigned b = kept; b; b &= b - 1) {
+        const int src = __ffs(b) - 1;
+        const int64_t kpb = __shfl_sync(kFullMask, kp, src);
+        const C pb = __shfl_sync(kFullMask, pr, src);
+        const T* vr = vb + kpb * D;
 #pragma unroll
-          for (int t = 0; t < DT; ++t) {
-            const int64_t d = lane + 32 * t;
-            if (d < D) acc[t] += pb * convert<C>(vr[d]);
-          }
+        for (int t = 0; t < DT; ++t) {
+          const int64_t d = lane + 32 * t;
+          if (d < D) acc[t] += pb * convert<C>(vr[d]);
         }
       }
-    }
+    });
   }
   // A row that sees no key: o = 0, lse = -inf (as on the CPU).
   store_row<DT>(o + row * D, D, lane, acc, l > 0 ? C(1) / l : C(0));

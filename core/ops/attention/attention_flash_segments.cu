@@ -125,13 +125,14 @@ Tensor gather_rows(const Tensor& x, const int64_t* pos, int64_t rows, const char
   return y;
 }
 
-Tensor gather_f32(const Tensor& x, const int64_t* pos, int64_t rows, const char* op) {
+// x: one f32 per row of q (B, H, N), of any shape (lse is (B, H, N), delta flat).
+Tensor gather_f32(const Tensor& x, const Tensor& q, const int64_t* pos, int64_t rows, const char* op) {
   if (!pos) return x;
-  Tensor y = Tensor::empty({x.shape(0), x.shape(1), rows}, x.dtype(), x.device());
-  const int64_t total = bh_of(x) * rows;
+  Tensor y = Tensor::empty({q.shape(0), q.shape(1), rows}, x.dtype(), x.device());
+  const int64_t total = bh_of(q) * rows;
   if (total == 0) return y;
   gather_f32_kernel<<<blocks_for(total), kThreads, 0, stream()>>>(
-      static_cast<const float*>(x.data_ptr()), static_cast<float*>(y.data_ptr()), pos, total, x.shape(2), rows);
+      static_cast<const float*>(x.data_ptr()), static_cast<float*>(y.data_ptr()), pos, total, q.shape(2), rows);
   SPARTA_CUDA_LAUNCH_CHECK(op);
   return y;
 }
@@ -222,7 +223,7 @@ void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, cons
     }
     const Order ord = order_of(s);
     const Tensor qs = gather_rows(q, ord.q_pos, ord.q_rows, op), dos = gather_rows(dout, ord.q_pos, ord.q_rows, op);
-    const Tensor ls = gather_f32(lse, ord.q_pos, ord.q_rows, op), ds = gather_f32(delta, ord.q_pos, ord.q_rows, op);
+    const Tensor ls = gather_f32(lse, q, ord.q_pos, ord.q_rows, op), ds = gather_f32(delta, q, ord.q_pos, ord.q_rows, op);
     const Tensor ks = gather_rows(k, ord.k_pos, ord.k_rows, op), vs = gather_rows(v, ord.k_pos, ord.k_rows, op);
     Tensor gq = Tensor::empty(qs.shape(), q.dtype(), q.device());
     Tensor gk = Tensor::empty(ks.shape(), k.dtype(), k.device()), gv = Tensor::empty(vs.shape(), v.dtype(), v.device());

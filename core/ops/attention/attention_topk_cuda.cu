@@ -52,42 +52,6 @@ struct Radix<double> {
   }
 };
 
-// Calls visit(ok, sc, ballot) for every run of 32 keys of the row's entries that has an allowed
-// key, on every lane: lane j's key is allowed (ok), its score sc (-inf where not allowed, and
-// everywhere without kScores), ballot the allowed lanes. The walk of forward_kernel
-// (attention_cuda.cu) over one segment.
-template <bool kScores, int DT, typename T, typename C, typename F>
-__device__ __forceinline__ void for_each_run(const Segment& s, int64_t h, int64_t i, int64_t r, int64_t pos,
-                                             const C (&qr)[DT], const T* kb, int64_t D, C scale, int lane,
-                                             F&& visit) {
-  const int64_t* rp = s.row_ptr + h * (s.n_qblocks + 1);
-  for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
-    const int64_t k0 = int64_t(s.col_idx[e]) * s.block_k, cols = imin(s.block_k, s.n_keys - k0);
-    const uint8_t kind = s.kind[e];
-    for (int64_t c0 = 0; c0 < cols; c0 += 32) {
-      const int64_t c = c0 + lane;
-      int64_t kp = 0;
-      bool ok = false;
-      if (c < cols) {
-        kp = s.k_pos ? s.k_pos[k0 + c] : k0 + c;
-        ok = entry_allows(s, e, kind, r, c, cols, pos, kp);
-      }
-      const unsigned ballot = __ballot_sync(kFullMask, ok);
-      if (ballot == 0) continue;
-      C sc = neg_inf<C>();
-      if constexpr (kScores) {
-        for (unsigned b = ballot; b; b &= b - 1) {
-          const int src = __ffs(b) - 1;
-          const int64_t kpb = __shfl_sync(kFullMask, kp, src);
-          const C sb = score(dot_part<DT>(qr, kb + kpb * D, D, lane), scale);
-          if (lane == src) sc = sb;
-        }
-      }
-      visit(ok, sc, ballot);
-    }
-  }
-}
-
 // q, k: (B, H, N, D) contiguous; threshold: (B, H, N). One warp per (b, h, query position); each
 // warp has kHistBytes of histogram in shared memory, then (cached) room for cache_cap scores.
 template <typename T, typename C, int DT>
@@ -114,13 +78,13 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   // The allowed keys' count, and their scores when they are kept.
   int64_t n = 0;
   if (cached) {
-    for_each_run<true, DT>(s, h, i, r, pos, qr, kb, D, scale, lane, [&](bool ok, C sc, unsigned ballot) {
+    for_each_run<true, DT>(s, h, i, r, pos, qr, kb, D, scale, lane, [&](bool ok, C sc, unsigned ballot, int64_t) {
       if (ok) cache[n + __popc(ballot & ((1u << lane) - 1))] = sc;
       n += __popc(ballot);
     });
   } else {
     for_each_run<false, DT>(s, h, i, r, pos, qr, kb, D, scale, lane,
-                            [&](bool, C, unsigned ballot) { n += __popc(ballot); });
+                            [&](bool, C, unsigned ballot, int64_t) { n += __popc(ballot); });
   }
   if (n <= top_k) {  // keeps every allowed key (none: the row sees nothing)
     if (lane == 0) threshold[row] = neg_inf<C>();
@@ -142,7 +106,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     if (cached) {
       for (int64_t x = lane; x < n; x += 32) count(cache[x]);
     } else {
-      for_each_run<true, DT>(s, h, i, r, pos, qr, kb, D, scale, lane, [&](bool ok, C sc, unsigned) {
+      for_each_run<true, DT>(s, h, i, r, pos, qr, kb, D, scale, lane, [&](bool ok, C sc, unsigned, int64_t) {
         if (ok) count(sc);
       });
     }

@@ -116,4 +116,41 @@ __device__ __forceinline__ C score(C part, C scale) {
   return mul_rn(warp_sum(part), scale);
 }
 
+// The walk of one row (query block i, row r of it, at position pos) over one segment's entries:
+// calls visit(ok, sc, ballot, kp) for every run of 32 keys that has an allowed key, on every lane:
+// lane j's key is allowed (ok), its score sc (-inf where not allowed, and everywhere without
+// kScores), ballot the allowed lanes, kp lane j's key position. The simple forward and the top-k
+// selection both walk rows with it.
+template <bool kScores, int DT, typename T, typename C, typename F>
+__device__ __forceinline__ void for_each_run(const Segment& s, int64_t h, int64_t i, int64_t r, int64_t pos,
+                                             const C (&qr)[DT], const T* kb, int64_t D, C scale, int lane,
+                                             F&& visit) {
+  const int64_t* rp = s.row_ptr + h * (s.n_qblocks + 1);
+  for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
+    const int64_t k0 = int64_t(s.col_idx[e]) * s.block_k, cols = imin(s.block_k, s.n_keys - k0);
+    const uint8_t kind = s.kind[e];
+    for (int64_t c0 = 0; c0 < cols; c0 += 32) {
+      const int64_t c = c0 + lane;
+      int64_t kp = 0;
+      bool ok = false;
+      if (c < cols) {
+        kp = s.k_pos ? s.k_pos[k0 + c] : k0 + c;
+        ok = entry_allows(s, e, kind, r, c, cols, pos, kp);
+      }
+      const unsigned ballot = __ballot_sync(kFullMask, ok);
+      if (ballot == 0) continue;
+      C sc = neg_inf<C>();
+      if constexpr (kScores) {
+        for (unsigned b = ballot; b; b &= b - 1) {
+          const int src = __ffs(b) - 1;
+          const int64_t kpb = __shfl_sync(kFullMask, kp, src);
+          const C sb = score(dot_part<DT>(qr, kb + kpb * D, D, lane), scale);
+          if (lane == src) sc = sb;
+        }
+      }
+      visit(ok, sc, ballot, kp);
+    }
+  }
+}
+
 }  // namespace sparta::cuda::warp_row
