@@ -7,6 +7,7 @@
 
 #include "core/ops/attention/attention_decode.h"
 #include "nn/attention/patterns.h"
+#include "tests/attention_cases.h"
 #include "tests/support.h"
 
 using namespace sparta;
@@ -14,26 +15,6 @@ using namespace sparta::nn;
 using namespace sparta::test;
 
 namespace {
-
-struct Case {
-  std::string name;
-  PatternPtr pattern;
-};
-
-std::vector<Case> cases(int64_t n) {
-  const int64_t l = std::max<int64_t>(2, int64_t(std::sqrt(double(n))));
-  return {
-      {"dense causal", dense_causal()},
-      {"local", local(20)},
-      {"strided", strided(l)},                              // two segments, the second permuted
-      {"fixed", fixed(l, std::max<int64_t>(1, l / 4))},    // two segments, the second on gathered keys
-      {"bigbird causal", bigbird(1, 1, 2, 3, true)},
-      {"longformer causal", longformer(6, 3, {1, n / 3}, true)},
-      {"longformer bidirectional", longformer(6, 2, {0, n / 2}, false)},
-      {"union", union_of({local(9), strided(l)})},
-      {"per head", per_head({local(6), fixed(l, 2), dense_causal()})},
-  };
-}
 
 // Rows t0 .. t0 + Tq - 1 of softmax(q k^T scale) v over the keys p < t0 + Tq that L allows, in f64.
 Tensor reference(const Tensor& q, const Tensor& k, const Tensor& v, int64_t t0, const attn::BlockLayout& L) {
@@ -80,7 +61,7 @@ double tolerance(DType dt) { return dt == DType::f64 ? 1e-12 : dt == DType::f32 
 
 BOOST_AUTO_TEST_CASE(decode_matches_masked_reference) {
   const int64_t N = 157, block = 16, B = 2, H = 3;
-  for (const Case& c : cases(N)) {
+  for (const PatternCase& c : decode_cases(N)) {
     auto L = c.pattern->layout(N, block, int(H));
     for (int64_t D : {64, 128})
       for (int64_t Tq : {1, 3})
@@ -101,7 +82,7 @@ BOOST_AUTO_TEST_CASE(decode_matches_masked_reference) {
 
 BOOST_AUTO_TEST_CASE(decode_matches_full_forward_on_last_rows) {
   const int64_t N = 130, block = 32, B = 1, H = 2, D = 64;
-  for (const Case& c : cases(N)) {
+  for (const PatternCase& c : decode_cases(N)) {
     auto L = c.pattern->layout(N, block, int(H));
     for (DType dt : {DType::f64, DType::f32}) {
       const Tensor q = random_normal({B, H, N, D}, dt), k = random_normal({B, H, N, D}, dt),

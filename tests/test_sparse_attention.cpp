@@ -8,6 +8,7 @@
 #include <tbb/global_control.h>
 
 #include "nn/attention/patterns.h"
+#include "tests/attention_cases.h"
 #include "tests/support.h"
 
 using namespace sparta;
@@ -64,29 +65,15 @@ double relative_error(const Tensor& got, const Tensor& want) {
   return num / std::max(den, 1e-300);
 }
 
-struct Case {
-  std::string name;
-  PatternPtr pattern;
-};
-
-std::vector<Case> cases(int64_t n) {
-  const int64_t l = std::max<int64_t>(2, int64_t(std::sqrt(double(n))));
-  return {
-      {"dense", dense_causal()},
-      {"local causal", local(9)},
-      {"local bidirectional", local(7, false)},
-      {"strided", strided(l)},
-      {"fixed", fixed(l, std::max<int64_t>(1, l / 4))},
-      {"union", union_of({local(5), strided(l)})},
-      {"per head", per_head({local(6), fixed(l, 2)})},
-      {"bigbird", bigbird(1, 1, 1, 7)},
-      {"longformer", longformer(6, 2, {0, n / 2}, false)},
-      {"explicit", explicit_blocks({{0, 0}, {1, 0}, {1, 1}, {2, 0}, {2, 2}, {3, 1}})},
-      {"topk", top_k(5, 16)},
-  };
+// The shared catalogue and two families that only this test runs.
+std::vector<PatternCase> cases(int64_t n) {
+  std::vector<PatternCase> all = attention_cases(n);
+  all.push_back({"explicit", explicit_blocks({{0, 0}, {1, 0}, {1, 1}, {2, 0}, {2, 2}, {3, 1}})});
+  all.push_back({"topk", top_k(5, 16)});
+  return all;
 }
 
-void check_against_reference(const Case& c, int64_t n, int64_t block, int64_t d, DType dt) {
+void check_against_reference(const PatternCase& c, int64_t n, int64_t block, int64_t d, DType dt) {
   const int64_t B = 2, H = 2;
   auto L = c.pattern->layout(n, block, int(H));
   Tensor q = random({B, H, n, d}, dt), k = random({B, H, n, d}, dt), v = random({B, H, n, d}, dt);
@@ -115,7 +102,7 @@ void check_against_reference(const Case& c, int64_t n, int64_t block, int64_t d,
 
 BOOST_AUTO_TEST_CASE(every_pattern_matches_dense_masked_attention_f32) {
   for (int64_t n : {64, 77}) {  // 77: a ragged last block
-    for (const Case& c : cases(n)) {
+    for (const PatternCase& c : cases(n)) {
       for (int64_t d : {32, 64}) check_against_reference(c, n, 16, d, DType::f32);
     }
   }
@@ -124,7 +111,7 @@ BOOST_AUTO_TEST_CASE(every_pattern_matches_dense_masked_attention_f32) {
 }
 
 BOOST_AUTO_TEST_CASE(every_pattern_matches_dense_masked_attention_bf16) {
-  for (const Case& c : cases(77)) check_against_reference(c, 77, 16, 64, DType::bf16);
+  for (const PatternCase& c : cases(77)) check_against_reference(c, 77, 16, 64, DType::bf16);
 }
 
 BOOST_AUTO_TEST_CASE(gradcheck_of_the_kernel) {

@@ -6,6 +6,7 @@
 
 #include "core/ops/attention/attention.h"
 #include "nn/attention/patterns.h"
+#include "tests/attention_cases.h"
 #include "tests/cuda/parity.h"
 
 using namespace sparta;
@@ -15,28 +16,6 @@ using namespace sparta::test;
 namespace {
 
 Tensor host(const Tensor& t) { return to_device(t, Device::cpu()); }
-
-struct Case {
-  std::string name;
-  PatternPtr pattern;
-};
-
-std::vector<Case> cases(int64_t n) {
-  const int64_t l = std::max<int64_t>(2, int64_t(std::sqrt(double(n))));
-  return {
-      {"dense causal", dense_causal()},
-      {"local causal", local(9)},
-      {"local bidirectional", local(7, false)},
-      {"strided", strided(l)},                             // two segments, the second permuted
-      {"fixed", fixed(l, std::max<int64_t>(1, l / 4))},   // two segments, the second on gathered keys
-      {"bigbird", bigbird(1, 1, 1, 7)},
-      {"bigbird causal", bigbird(1, 1, 2, 3, true)},
-      {"longformer", longformer(6, 2, {0, n / 2}, false)},
-      {"longformer causal", longformer(4, 3, {1}, true)},
-      {"union", union_of({local(5), strided(l)})},
-      {"per head", per_head({local(6), fixed(l, 2), dense_causal()})},
-  };
-}
 
 struct Tolerance {
   double rtol, atol;
@@ -91,7 +70,7 @@ void compare(const std::string& what, const Result& got, const Result& want, DTy
   check_close(got.dv, want.dv, t.rtol, t.atol, what + ": dv");
 }
 
-void check_case(const Case& c, int64_t B, int64_t H, int64_t n, int64_t block, int64_t d, DType dt,
+void check_case(const PatternCase& c, int64_t B, int64_t H, int64_t n, int64_t block, int64_t d, DType dt,
                 bool permuted_inputs = false) {
   auto L = c.pattern->layout(n, block, int(H));
   Tensor q = random({B, H, n, d}, dt), k = random({B, H, n, d}, dt), v = random({B, H, n, d}, dt);
@@ -108,20 +87,20 @@ void check_case(const Case& c, int64_t B, int64_t H, int64_t n, int64_t block, i
 
 BOOST_AUTO_TEST_CASE(every_pattern_matches_the_cpu_f32, SPARTA_NEEDS_GPU) {
   for (int64_t n : {77, 64}) {  // 77: a ragged last block
-    for (const Case& c : cases(n)) {
+    for (const PatternCase& c : attention_cases(n)) {
       for (int64_t d : {64, 37}) check_case(c, 2, 3, n, 16, d, DType::f32);
     }
   }
 }
 
 BOOST_AUTO_TEST_CASE(every_pattern_matches_the_cpu_bf16, SPARTA_NEEDS_GPU) {
-  for (const Case& c : cases(77)) {
+  for (const PatternCase& c : attention_cases(77)) {
     for (int64_t d : {64, 37}) check_case(c, 2, 3, 77, 16, d, DType::bf16);
   }
 }
 
 BOOST_AUTO_TEST_CASE(f64_and_other_head_dims, SPARTA_NEEDS_GPU) {
-  for (const Case& c : cases(45)) check_case(c, 2, 3, 45, 8, 19, DType::f64);
+  for (const PatternCase& c : attention_cases(45)) check_case(c, 2, 3, 45, 8, 19, DType::f64);
   // Every head-dimension width class of the kernel (1, 2, 4 and 8 slices per lane).
   for (int64_t d : {1, 31, 33, 96, 128, 129, 256}) check_case({"fixed", fixed(8, 2)}, 1, 2, 50, 16, d, DType::f32);
   // Blocks larger than a warp, and a block as long as the sequence.
@@ -162,7 +141,7 @@ BOOST_AUTO_TEST_CASE(results_are_deterministic_and_layouts_reusable, SPARTA_NEED
   // Many short-lived layouts (the device copies of dead ones are dropped and their addresses
   // reused): each still gives its own pattern's result.
   for (int i = 0; i < 20; ++i) {
-    const Case c = i % 2 ? Case{"local", local(3 + i)} : Case{"fixed", fixed(5 + i / 2, 2)};
+    const PatternCase c = i % 2 ? PatternCase{"local", local(3 + i)} : PatternCase{"fixed", fixed(5 + i / 2, 2)};
     check_case(c, 1, 2, 33 + i, 8, 16, DType::f32);
   }
 }

@@ -8,6 +8,7 @@
 #include "core/ops/attention/attention_decode.h"
 #include "nn/attention/patterns.h"
 #include "nn/generate.h"
+#include "tests/attention_cases.h"
 #include "tests/cuda/parity.h"
 
 using namespace sparta;
@@ -17,26 +18,6 @@ using namespace sparta::test;
 namespace {
 
 Tensor host(const Tensor& t) { return to_device(t, Device::cpu()); }
-
-struct Case {
-  std::string name;
-  PatternPtr pattern;
-};
-
-std::vector<Case> cases(int64_t n) {
-  const int64_t l = std::max<int64_t>(2, int64_t(std::sqrt(double(n))));
-  return {
-      {"dense causal", dense_causal()},
-      {"local", local(20)},
-      {"strided", strided(l)},
-      {"fixed", fixed(l, std::max<int64_t>(1, l / 4))},
-      {"bigbird causal", bigbird(1, 1, 2, 3, true)},
-      {"longformer causal", longformer(6, 3, {1, n / 3}, true)},
-      {"longformer bidirectional", longformer(6, 2, {0, n / 2}, false)},
-      {"union", union_of({local(9), strided(l)})},
-      {"per head", per_head({local(6), fixed(l, 2), dense_causal()})},
-  };
-}
 
 // (B, H, capacity, D) on `dev` through a (B, capacity, H, D) buffer, NaN past `filled`.
 Tensor cache_view(const Tensor& values, int64_t filled, Device dev) {
@@ -71,7 +52,7 @@ void check_case(const std::string& what, const std::shared_ptr<const attn::Block
 
 BOOST_AUTO_TEST_CASE(every_pattern_matches_the_cpu, SPARTA_NEEDS_GPU) {
   const int64_t N = 157, block = 16, B = 2, H = 3;
-  for (const Case& c : cases(N)) {
+  for (const PatternCase& c : decode_cases(N)) {
     auto L = c.pattern->layout(N, block, int(H));
     for (DType dt : {DType::f32, DType::bf16})
       for (int64_t D : {64, 128})
@@ -96,10 +77,10 @@ BOOST_AUTO_TEST_CASE(other_dtypes_and_head_dims, SPARTA_NEEDS_GPU) {
 BOOST_AUTO_TEST_CASE(long_caches_split_rows_across_blocks, SPARTA_NEEDS_GPU) {
   const int64_t N = 4099;
   const int64_t l = 64;
-  for (const Case& c : std::vector<Case>{{"dense causal", dense_causal()},
-                                         {"local 256", local(256)},
-                                         {"fixed", fixed(l, l / 8)},
-                                         {"strided", strided(l)}}) {
+  for (const PatternCase& c : std::vector<PatternCase>{{"dense causal", dense_causal()},
+                                                       {"local 256", local(256)},
+                                                       {"fixed", fixed(l, l / 8)},
+                                                       {"strided", strided(l)}}) {
     auto L = c.pattern->layout(N, 64, 2);
     for (DType dt : {DType::f32, DType::bf16}) {
       check_case(c.name + " long", L, 1, 2, 64, 1, N - 1, dt, false);

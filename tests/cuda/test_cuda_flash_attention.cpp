@@ -24,6 +24,7 @@
 
 #include "core/ops/attention/attention.h"
 #include "nn/attention/patterns.h"
+#include "tests/attention_cases.h"
 #include "tests/cuda/parity.h"
 
 using namespace sparta;
@@ -94,13 +95,8 @@ void compare(const Result& got, const Result& want, DType dt, const std::string&
   check_scaled(got.dv, want.dv, t, what + ": dv");
 }
 
-struct Case {
-  std::string name;
-  PatternPtr pattern;
-};
-
 // Single-segment patterns in token order: all on the fast path.
-std::vector<Case> fast_cases(int64_t n) {
+std::vector<PatternCase> fast_cases(int64_t n) {
   return {
       {"dense causal", dense_causal()},
       {"local 128 (block-aligned)", local(128)},
@@ -118,7 +114,7 @@ std::vector<Case> fast_cases(int64_t n) {
 // Patterns of several segments: strided (a residue-class segment, permuted) and fixed (a segment of
 // gathered summary keys), run on gathered copies and merged (attention_flash_segments.cu). Fixed
 // needs at least one block of summary keys (n / l - 1) * c >= block to stay on the fast path.
-std::vector<Case> segmented_cases(int64_t block) {
+std::vector<PatternCase> segmented_cases(int64_t block) {
   return {
       {"strided 22", strided(22)},
       {"strided 33", strided(33)},  // classes of unequal length
@@ -129,7 +125,7 @@ std::vector<Case> segmented_cases(int64_t block) {
 }
 
 // Runs one case on the fast path, the simple CUDA kernel and the CPU (f32), and compares.
-void check_case(const Case& c, int64_t B, int64_t H, int64_t n, int64_t block, int64_t d, DType dt) {
+void check_case(const PatternCase& c, int64_t B, int64_t H, int64_t n, int64_t block, int64_t d, DType dt) {
   auto L = c.pattern->layout(n, block, int(H));
   // Scores of a few units (q ~ N(0, 4)): softmax rows that are neither flat nor one-hot, so the
   // running max moves between tiles.
@@ -163,13 +159,13 @@ BOOST_AUTO_TEST_CASE(flash_matches_cpu_and_simple_block_64, SPARTA_NEEDS_GPU) {
   for (DType dt : {DType::bf16, DType::f16})
     for (int64_t d : {64, 128})
       for (int64_t n : {256, 1000})  // 1000: a ragged last tile of 40 rows
-        for (const Case& c : fast_cases(n)) check_case(c, 2, 3, n, 64, d, dt);
+        for (const PatternCase& c : fast_cases(n)) check_case(c, 2, 3, n, 64, d, dt);
 }
 
 BOOST_AUTO_TEST_CASE(flash_matches_cpu_and_simple_long_ragged, SPARTA_NEEDS_GPU) {
   // 4099 = 64 * 64 + 3: a last tile of 3 rows, many tiles per row (the pipeline's steady state).
-  for (const Case& c : fast_cases(4099)) check_case(c, 2, 3, 4099, 64, 64, DType::bf16);
-  for (const Case& c : fast_cases(4099)) check_case(c, 2, 3, 4099, 64, 128, DType::f16);
+  for (const PatternCase& c : fast_cases(4099)) check_case(c, 2, 3, 4099, 64, 64, DType::bf16);
+  for (const PatternCase& c : fast_cases(4099)) check_case(c, 2, 3, 4099, 64, 128, DType::f16);
   check_case({"dense causal", dense_causal()}, 2, 3, 4099, 64, 128, DType::bf16);
   check_case({"dense causal", dense_causal()}, 2, 3, 4096, 64, 64, DType::f16);
 }
@@ -177,7 +173,7 @@ BOOST_AUTO_TEST_CASE(flash_matches_cpu_and_simple_long_ragged, SPARTA_NEEDS_GPU)
 BOOST_AUTO_TEST_CASE(flash_matches_cpu_and_simple_block_128, SPARTA_NEEDS_GPU) {
   // A 128 block runs as 2 x 2 tiles of 64: mask bits of 128-wide rows, sub-tiles past the end.
   for (int64_t n : {384, 1000, 1090}) {  // 1090: a last block of 66 (two tiles, the second of 2)
-    for (const Case& c : fast_cases(n)) {
+    for (const PatternCase& c : fast_cases(n)) {
       check_case(c, 2, 3, n, 128, 64, DType::bf16);
       check_case(c, 2, 3, n, 128, 128, DType::f16);
     }
@@ -188,9 +184,9 @@ BOOST_AUTO_TEST_CASE(flash_several_segments, SPARTA_NEEDS_GPU) {
   for (DType dt : {DType::bf16, DType::f16})
     for (int64_t d : {64, 128})
       for (int64_t n : {1000, 1537})
-        for (const Case& c : segmented_cases(64)) check_case(c, 2, 3, n, 64, d, dt);
-  for (const Case& c : segmented_cases(64)) check_case(c, 1, 2, 4099, 64, 64, DType::bf16);
-  for (const Case& c : segmented_cases(128)) {
+        for (const PatternCase& c : segmented_cases(64)) check_case(c, 2, 3, n, 64, d, dt);
+  for (const PatternCase& c : segmented_cases(64)) check_case(c, 1, 2, 4099, 64, 64, DType::bf16);
+  for (const PatternCase& c : segmented_cases(128)) {
     check_case(c, 2, 3, 1090, 128, 64, DType::bf16);
     check_case(c, 1, 2, 2000, 128, 128, DType::f16);
   }
