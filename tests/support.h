@@ -1,11 +1,14 @@
 #pragma once
 // Helpers shared by the tests: fresh random inputs (seeded per run, printed, and overridable with
-// SPARTA_TEST_SEED so a failure can be replayed), non-contiguous copies of a tensor, and an
-// elementwise closeness check that reports the worst element.
+// SPARTA_TEST_SEED so a failure can be replayed), a small word corpus for training tests,
+// non-contiguous copies of a tensor, and an elementwise closeness check that reports the worst
+// element.
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 
@@ -40,6 +43,18 @@ inline Tensor random_normal(const Shape& shape, DType dtype = DType::f32) {
 }
 inline Tensor random_int(int64_t lo, int64_t hi, const Shape& shape, DType dtype = DType::i64) {
   return randint(lo, hi, shape, dtype, &gen());
+}
+
+// <dir>/corpus.txt: n_words words of a ten-word vocabulary drawn with Generator(seed), text a tiny
+// model learns in a few steps; returns the file's path.
+inline std::string write_word_corpus(const std::filesystem::path& dir, int64_t n_words, uint64_t seed) {
+  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "then ", "it ", "slept. "};
+  Generator g(seed);
+  std::string text;
+  for (int64_t w : randint(0, 10, {n_words}, DType::i64, &g).to_vector<int64_t>()) text += words[w];
+  const std::string path = (dir / "corpus.txt").string();
+  std::ofstream(path) << text;
+  return path;
 }
 
 // The same values as x in a tensor whose last axis has stride 2 (so every kernel's strided path

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support.h"
+#include "tests/temp_dir.h"
 #include "train/checkpoint.h"
 #include "train/checkpoint_manager.h"
 #include "train/hdf5.h"
@@ -27,21 +28,6 @@ using namespace sparta::train;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under the working directory, removed with its contents at the end.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char name[] = "ckpt_test_XXXXXX";
-    BOOST_REQUIRE(::mkdtemp(name) != nullptr);
-    path = fs::absolute(name).string();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
 
 std::vector<std::string> files_in(const std::string& dir) {
   std::vector<std::string> names;
@@ -154,7 +140,7 @@ struct FaultHook {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(checkpoint_round_trip_is_bit_exact) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const std::string path = dir / "ckpt.h5";
   for (bool long_config : {false, true}) {
     CheckpointState s = sample_state(long_config);
@@ -197,7 +183,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_round_trip_is_bit_exact) {
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_save_leaves_the_previous_checkpoint) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const std::string path = dir / "ckpt.h5";
   CheckpointState before = sample_state();
   save_checkpoint(path, before);
@@ -219,7 +205,7 @@ BOOST_AUTO_TEST_CASE(a_failed_save_leaves_the_previous_checkpoint) {
 }
 
 BOOST_AUTO_TEST_CASE(flipped_bytes_are_reported_as_corruption) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const std::string path = dir / "ckpt.h5";
   CheckpointState s = sample_state();
   save_checkpoint(path, s);
@@ -271,7 +257,7 @@ BOOST_AUTO_TEST_CASE(flipped_bytes_are_reported_as_corruption) {
 }
 
 BOOST_AUTO_TEST_CASE(unusable_files_are_named_in_errors) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const std::string missing = dir / "missing.h5";
   check_error([&] { load_checkpoint(missing); }, {"[checkpoint]", missing.c_str(), "does not exist"});
 
@@ -316,7 +302,7 @@ BOOST_AUTO_TEST_CASE(unusable_files_are_named_in_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(hdf5_handles_name_the_file_and_object_in_errors) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const std::string path = dir / "plain.h5";
   std::lock_guard<std::recursive_mutex> lock(h5::library_mutex());
   {
@@ -356,7 +342,7 @@ BOOST_AUTO_TEST_CASE(hdf5_handles_name_the_file_and_object_in_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_names_are_refused_before_anything_is_written) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const std::string path = dir / "ckpt.h5";
   Tensor t = random({2});
   CheckpointState s;
@@ -394,7 +380,7 @@ BOOST_AUTO_TEST_CASE(compatibility_errors_name_the_parameter) {
 }
 
 BOOST_AUTO_TEST_CASE(manager_keeps_the_last_k_and_the_best) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const std::string ckpts = dir / "checkpoints";
   auto state_at = [](int64_t step) {
     CheckpointState s;
@@ -479,7 +465,7 @@ NamedTensors sample_tensors() {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(safetensors_header_matches_the_specification) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   // The smallest case, byte for byte: N, the header padded with spaces to 8, then 1.0f and 2.0f.
   const std::string tiny = dir / "tiny.safetensors";
   write_safetensors(tiny, {{"a", from_vector({1.0, 2.0}, {2})}});
@@ -538,7 +524,7 @@ boost::test_tools::assertion_result python_has_safetensors(boost::unit_test::tes
 
 BOOST_AUTO_TEST_CASE(safetensors_loads_in_the_python_reference_reader,
                      *boost::unit_test::precondition(python_has_safetensors)) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const std::string path = dir / "py.safetensors";
   write_safetensors(path,
                     {{"a", from_vector({0, 1, 2, 3, 4, 5}, {2, 3})},
@@ -568,7 +554,7 @@ except ImportError:
 }
 
 BOOST_AUTO_TEST_CASE(safetensors_rejects_malformed_files) {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const std::string path = dir / "bad.safetensors";
   auto expect = [&](const std::string& raw, std::initializer_list<const char*> fragments) {
     write_bytes(path, raw);

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "tests/support.h"
+#include "tests/temp_dir.h"
 #include "train/config.h"
 
 using namespace sparta;
@@ -27,21 +28,6 @@ RunConfig parse(const std::string& yaml, const std::vector<std::string>& overrid
 void check_parse_error(const std::string& yaml, std::initializer_list<const char*> fragments) {
   check_error([&] { parse(yaml); }, fragments);
 }
-
-// A temporary directory under the test's working directory, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::current_path() / "test_config.XXXXXX").string();
-    BOOST_REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name) << text;
-    return path / name;
-  }
-};
 
 // Every key set to something other than its default.
 const std::string kFull = R"(
@@ -457,7 +443,7 @@ BOOST_AUTO_TEST_CASE(override_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(load_config_reads_files) {
-  TempDir dir;
+  TempDir dir("config");
   const fs::path p = dir.write("run.yaml", kFull);
   RunConfig c = load_config(p.string(), {"train.steps=5"});
   RunConfig want = parse(kFull);

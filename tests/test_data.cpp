@@ -18,6 +18,7 @@
 #include "data/split.h"
 #include "data/token_source.h"
 #include "tests/support.h"
+#include "tests/temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace sparta;
@@ -25,21 +26,6 @@ using namespace sparta::data;
 using namespace sparta::test;
 
 namespace {
-
-// A fresh directory under the working directory, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::current_path() / "test_data_XXXXXX").string();
-    BOOST_REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 std::mt19937_64& rng() {
   static std::mt19937_64 r(run_seed());
@@ -152,7 +138,7 @@ BOOST_AUTO_TEST_CASE(byte_tokenizer_round_trips_bytes_and_utf8) {
 // ---- text sources ---------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(text_file_source_equals_file_bytes) {
-  TempDir dir;
+  TempDir dir("data");
   const std::string bytes = random_bytes(10000);
   write_file(dir / "raw.bin", bytes);
   TokenSourcePtr src = open_text_file(dir / "raw.bin", Utf8Mode::bytes);
@@ -189,7 +175,7 @@ BOOST_AUTO_TEST_CASE(text_file_source_equals_file_bytes) {
 }
 
 BOOST_AUTO_TEST_CASE(text_file_errors) {
-  TempDir dir;
+  TempDir dir("data");
   const std::string missing = dir / "missing.txt";
   check_error([&] { open_text_file(missing); }, {"[text file]", "cannot open", missing.c_str(), "No such file"});
   check_error([&] { open_text_file(dir.path.string()); }, {"[text file]", "is a directory"});
@@ -211,7 +197,7 @@ BOOST_AUTO_TEST_CASE(text_file_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(directory_concatenates_matching_files_by_name) {
-  TempDir dir;
+  TempDir dir("data");
   write_file(dir / "b.txt", "BBB");
   write_file(dir / "a.txt", "aa");
   write_file(dir / "aa.txt", "");  // an empty part in the middle
@@ -243,7 +229,7 @@ BOOST_AUTO_TEST_CASE(directory_concatenates_matching_files_by_name) {
 }
 
 BOOST_AUTO_TEST_CASE(directory_and_glob_errors) {
-  TempDir dir;
+  TempDir dir("data");
   const std::string d = dir.path.string();
   write_file(dir / "a.txt", "text");
   const std::string nowhere = dir / "nowhere";
@@ -264,7 +250,7 @@ BOOST_AUTO_TEST_CASE(directory_and_glob_errors) {
 // ---- shards ---------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(shards_round_trip) {
-  TempDir dir;
+  TempDir dir("data");
   std::vector<uint16_t> tokens(3001);
   std::uniform_int_distribution<int> tok(0, 49999);
   for (auto& t : tokens) t = uint16_t(tok(rng()));
@@ -321,7 +307,7 @@ BOOST_AUTO_TEST_CASE(shards_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(corrupt_shards_are_named) {
-  TempDir dir;
+  TempDir dir("data");
   std::vector<uint16_t> tokens(64);
   std::iota(tokens.begin(), tokens.end(), uint16_t(100));
   write_shard(dir / "good.sptk", tokens, 256);

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "tests/support.h"
+#include "tests/temp_dir.h"
 #include "train/metrics.h"
 #include "train/progress.h"
 #include "train/tensorboard.h"
@@ -27,18 +28,6 @@ using namespace sparta::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under the working directory, removed with everything in it.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char name[] = "metrics_test_XXXXXX";
-    BOOST_REQUIRE(::mkdtemp(name) != nullptr);
-    path = name;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -290,7 +279,7 @@ BOOST_AUTO_TEST_CASE(crc32c_matches_known_vectors) {
 // --- TensorBoard event files ---------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(event_file_reads_back) {
-  TempDir tmp;
+  TempDir tmp("metrics");
   const std::string dir = tmp / "tb";
   std::vector<float> losses;
   for (int64_t step = 1; step <= 5; ++step) losses.push_back(random({}, DType::f32, 0, 10).item<float>());
@@ -398,7 +387,7 @@ BOOST_AUTO_TEST_CASE(event_file_reads_back) {
 }
 
 BOOST_AUTO_TEST_CASE(event_writer_errors_name_the_path) {
-  TempDir tmp;
+  TempDir tmp("metrics");
   write_file(tmp / "plain_file", "x");
   check_error([&] { EventWriter w(tmp / "plain_file/tb"); }, {"[tensorboard]", "plain_file/tb"});
   EventWriter w(tmp / "tb");
@@ -411,7 +400,7 @@ BOOST_AUTO_TEST_CASE(event_writer_errors_name_the_path) {
 // --- metrics.jsonl -------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(metrics_lines_append_and_read_back) {
-  TempDir tmp;
+  TempDir tmp("metrics");
   const std::string path = tmp / "metrics.jsonl";
   std::vector<MetricsRecord> written;
   {
@@ -463,7 +452,7 @@ BOOST_AUTO_TEST_CASE(metrics_lines_append_and_read_back) {
 }
 
 BOOST_AUTO_TEST_CASE(metrics_log_rejects_bad_appends_without_writing) {
-  TempDir tmp;
+  TempDir tmp("metrics");
   const std::string path = tmp / "metrics.jsonl";
   MetricsLog log(path);
   log.append(record(5));
@@ -478,7 +467,7 @@ BOOST_AUTO_TEST_CASE(metrics_log_rejects_bad_appends_without_writing) {
 }
 
 BOOST_AUTO_TEST_CASE(metrics_torn_last_line) {
-  TempDir tmp;
+  TempDir tmp("metrics");
   const std::string path = tmp / "metrics.jsonl";
   {
     MetricsLog log(path);
@@ -521,7 +510,7 @@ BOOST_AUTO_TEST_CASE(metrics_torn_last_line) {
 }
 
 BOOST_AUTO_TEST_CASE(metrics_resume_drops_steps_after_the_checkpoint) {
-  TempDir tmp;
+  TempDir tmp("metrics");
   const std::string path = tmp / "metrics.jsonl";
   std::vector<MetricsRecord> first;
   {

@@ -8,6 +8,7 @@
 #include "train/loss_scaler.h"
 #include "train/trainer.h"
 #include "tests/support.h"
+#include "tests/temp_dir.h"
 
 using namespace sparta;
 using namespace sparta::train;
@@ -70,25 +71,9 @@ BOOST_AUTO_TEST_CASE(loss_scaler_backs_off_grows_and_round_trips) {
   BOOST_CHECK_EQUAL(off.scale(), 1);
 }
 
-namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "test_mixed_precision_XXXXXX";
-    path = fs::absolute(mkdtemp(tmpl));
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-}  // namespace
-
 BOOST_AUTO_TEST_CASE(bf16_run_tracks_the_f32_run) {
-  TempDir tmp;
-  std::string text;
-  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "then ", "it ", "slept. "};
-  Generator g(11);
-  for (int64_t w : randint(0, 10, {8000}, DType::i64, &g).to_vector<int64_t>()) text += words[w];
-  const std::string data = (tmp.path / "corpus.txt").string();
-  std::ofstream(data) << text;
+  TempDir tmp("mixed-precision");
+  const std::string data = write_word_corpus(tmp.path, 8000, 11);
   auto config = [&](const std::string& precision) {
     return parse_config("name: " + precision + "\nseed: 4\nprecision: " + precision +
                             "\nmodel: {d_model: 32, n_layers: 2, n_heads: 2, seq_len: 64, "

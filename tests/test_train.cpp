@@ -9,6 +9,7 @@
 #include "train/metrics.h"
 #include "train/trainer.h"
 #include "tests/support.h"
+#include "tests/temp_dir.h"
 
 using namespace sparta;
 using namespace sparta::train;
@@ -16,26 +17,6 @@ using namespace sparta::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "test_train_XXXXXX";
-    path = fs::absolute(mkdtemp(tmpl));
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::string write_corpus(const fs::path& dir) {
-  std::string text;
-  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "then ", "it ", "slept. "};
-  Generator g(7);
-  std::vector<int64_t> picks = randint(0, 10, {6000}, DType::i64, &g).to_vector<int64_t>();
-  for (int64_t p : picks) text += words[p];
-  const std::string path = (dir / "corpus.txt").string();
-  std::ofstream(path) << text;
-  return path;
-}
 
 RunConfig tiny(const std::string& data, const std::string& name) {
   return parse_config(
@@ -57,8 +38,8 @@ std::map<std::string, std::vector<double>> params_of(const Trainer& t) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(resumed_run_is_bit_identical) {
-  TempDir tmp;
-  const std::string data = write_corpus(tmp.path);
+  TempDir tmp("train");
+  const std::string data = write_word_corpus(tmp.path, 6000, 7);
   TrainerOptions o;
   o.runs_root = (tmp.path / "runs").string();
   o.quiet = true;
@@ -104,8 +85,8 @@ BOOST_AUTO_TEST_CASE(resumed_run_is_bit_identical) {
 }
 
 BOOST_AUTO_TEST_CASE(export_reloads_the_same_model) {
-  TempDir tmp;
-  const std::string data = write_corpus(tmp.path);
+  TempDir tmp("train");
+  const std::string data = write_word_corpus(tmp.path, 6000, 7);
   TrainerOptions o;
   o.runs_root = (tmp.path / "runs").string();
   o.quiet = true;
@@ -124,7 +105,7 @@ BOOST_AUTO_TEST_CASE(export_reloads_the_same_model) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_input_stops_before_anything_is_written) {
-  TempDir tmp;
+  TempDir tmp("train");
   TrainerOptions o;
   o.runs_root = (tmp.path / "runs").string();
   o.quiet = true;
@@ -136,7 +117,7 @@ BOOST_AUTO_TEST_CASE(bad_input_stops_before_anything_is_written) {
   BOOST_CHECK(!fs::exists(tmp.path / "runs"));
 
   // A checkpoint whose shapes do not match the config, and a corrupt one, on resume.
-  const std::string data = write_corpus(tmp.path);
+  const std::string data = write_word_corpus(tmp.path, 6000, 7);
   Trainer(tiny(data, "r"), o).run();
   TrainerOptions again = o;
   again.resume = true;

@@ -7,6 +7,7 @@
 #include "train/metrics.h"
 #include "train/trainer.h"
 #include "tests/cuda/parity.h"
+#include "tests/temp_dir.h"
 
 using namespace sparta;
 using namespace sparta::train;
@@ -14,25 +15,6 @@ using namespace sparta::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "test_cuda_train_XXXXXX";
-    path = fs::absolute(mkdtemp(tmpl));
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::string write_corpus(const fs::path& dir) {
-  std::string text;
-  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "then ", "it ", "slept. "};
-  Generator g(run_seed());
-  for (int64_t p : randint(0, 10, {20000}, DType::i64, &g).to_vector<int64_t>()) text += words[p];
-  const std::string path = (dir / "corpus.txt").string();
-  std::ofstream(path) << text;
-  return path;
-}
 
 RunConfig config(const std::string& data, const std::string& name, const std::string& device, int64_t steps,
                  const std::string& precision = "fp32") {
@@ -57,8 +39,8 @@ std::vector<double> losses(const std::string& run_dir) {
 BOOST_AUTO_TEST_SUITE(cuda_training, SPARTA_NEEDS_GPU)
 
 BOOST_AUTO_TEST_CASE(cpu_and_cuda_runs_agree_for_50_steps) {
-  TempDir tmp;
-  const std::string data = write_corpus(tmp.path);
+  TempDir tmp("cuda-train");
+  const std::string data = write_word_corpus(tmp.path, 20000, run_seed());
   TrainerOptions o;
   o.runs_root = (tmp.path / "runs").string();
   o.quiet = true;
@@ -78,8 +60,8 @@ BOOST_AUTO_TEST_CASE(cpu_and_cuda_runs_agree_for_50_steps) {
 }
 
 BOOST_AUTO_TEST_CASE(cuda_run_resumes_on_the_device) {
-  TempDir tmp;
-  const std::string data = write_corpus(tmp.path);
+  TempDir tmp("cuda-train");
+  const std::string data = write_word_corpus(tmp.path, 20000, run_seed());
   TrainerOptions o;
   o.runs_root = (tmp.path / "runs").string();
   o.quiet = true;
@@ -101,8 +83,8 @@ BOOST_AUTO_TEST_CASE(cuda_run_resumes_on_the_device) {
 }
 
 BOOST_AUTO_TEST_CASE(bf16_and_fp16_track_f32) {
-  TempDir tmp;
-  const std::string data = write_corpus(tmp.path);
+  TempDir tmp("cuda-train");
+  const std::string data = write_word_corpus(tmp.path, 20000, run_seed());
   TrainerOptions o;
   o.runs_root = (tmp.path / "runs").string();
   o.quiet = true;
