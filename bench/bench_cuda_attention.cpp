@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "autograd/autograd.h"
-#include "core/cuda/check.h"
+#include "bench/cuda_timing.h"
 #include "core/cuda/runtime.h"
 #include "core/ops.h"
 #include "core/ops/attention/attention.h"
@@ -38,32 +38,14 @@ using namespace sparta;
 
 namespace {
 
-// Milliseconds of one run of f on the compute stream.
-double time_once_ms(const std::function<void()>& f) {
-  cudaStream_t s = cuda::stream();
-  cudaEvent_t start, stop;
-  SPARTA_CUDA_CHECK("bench", cudaEventCreate(&start));
-  SPARTA_CUDA_CHECK("bench", cudaEventCreate(&stop));
-  SPARTA_CUDA_CHECK("bench", cudaEventRecord(start, s));
-  f();
-  SPARTA_CUDA_CHECK("bench", cudaEventRecord(stop, s));
-  SPARTA_CUDA_CHECK("bench", cudaEventSynchronize(stop));
-  float ms = 0;
-  SPARTA_CUDA_CHECK("bench", cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return double(ms);
-}
-
 // The median of `reps` timed runs after two warm-up runs (the first uploads the layout).
 double median_ms(int reps, const std::function<void()>& f) {
   f();
-  const double warm = time_once_ms(f);
+  const double warm = bench::elapsed_ms(1, f);
   if (warm > 2000) return warm;  // seconds per run: one is enough
   std::vector<double> t;
-  for (int r = 0; r < reps; ++r) t.push_back(time_once_ms(f));
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  for (int r = 0; r < reps; ++r) t.push_back(bench::elapsed_ms(1, f));
+  return bench::median(std::move(t));
 }
 
 }  // namespace
@@ -86,10 +68,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "simple"}));
   app.add_flag("!--no-backward", backward, "time the forward pass only");
   CLI11_PARSE(app, argc, argv);
-  if (!cuda::available()) {
-    std::fprintf(stderr, "bench_cuda_attention: no CUDA device visible\n");
-    return 1;
-  }
+  if (!bench::gpu_visible("bench_cuda_attention")) return 1;
   if (kernel == "simple") setenv("SPARTA_ATTENTION_KERNEL", "simple", 1);
   const Device dev = Device::cuda();
 

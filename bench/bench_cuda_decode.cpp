@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "autograd/autograd.h"
-#include "core/cuda/check.h"
+#include "bench/cuda_timing.h"
 #include "core/cuda/runtime.h"
 #include "core/ops.h"
 #include "core/ops/attention/attention_decode.h"
@@ -34,29 +34,12 @@ using namespace sparta;
 
 namespace {
 
-// Microseconds per call of f: iters calls between two events on the compute stream.
-double time_us(int iters, const std::function<void()>& f) {
-  cudaStream_t s = cuda::stream();
-  cudaEvent_t start, stop;
-  SPARTA_CUDA_CHECK("bench", cudaEventCreate(&start));
-  SPARTA_CUDA_CHECK("bench", cudaEventCreate(&stop));
-  SPARTA_CUDA_CHECK("bench", cudaEventRecord(start, s));
-  for (int i = 0; i < iters; ++i) f();
-  SPARTA_CUDA_CHECK("bench", cudaEventRecord(stop, s));
-  SPARTA_CUDA_CHECK("bench", cudaEventSynchronize(stop));
-  float ms = 0;
-  SPARTA_CUDA_CHECK("bench", cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return double(ms) * 1e3 / iters;
-}
-
+// Microseconds per call of f: the median over `reps` runs of the mean of `iters` calls.
 double median_us(int reps, int iters, const std::function<void()>& f) {
-  time_us(2, f);  // the first call uploads the layout
+  bench::elapsed_ms(2, f);  // the first call uploads the layout
   std::vector<double> t;
-  for (int r = 0; r < reps; ++r) t.push_back(time_us(iters, f));
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  for (int r = 0; r < reps; ++r) t.push_back(bench::elapsed_ms(iters, f) * 1e3 / iters);
+  return bench::median(std::move(t));
 }
 
 }  // namespace
@@ -75,10 +58,7 @@ int main(int argc, char** argv) {
   app.add_option("--iters", iters, "calls per timed run");
   app.add_option("--reps", reps, "timed runs (median)");
   CLI11_PARSE(app, argc, argv);
-  if (!cuda::available()) {
-    std::fprintf(stderr, "bench_cuda_decode: no CUDA device visible\n");
-    return 1;
-  }
+  if (!bench::gpu_visible("bench_cuda_decode")) return 1;
   const Device dev = Device::cuda();
   std::printf("bf16, %lld heads, head dim %lld, block %lld, one new query per step at position N - 1\n\n",
               static_cast<long long>(heads), static_cast<long long>(dim), static_cast<long long>(block));

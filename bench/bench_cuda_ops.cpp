@@ -14,6 +14,7 @@
 #include <string>
 
 #include "autograd/autograd.h"
+#include "bench/cuda_timing.h"
 #include "core/cuda/check.h"
 #include "core/cuda/runtime.h"
 #include "core/ops.h"
@@ -31,19 +32,7 @@ struct Bench {
   double time_ms(const std::function<void()>& f) const {
     f();
     f();
-    cudaStream_t s = cuda::stream();
-    cudaEvent_t start, stop;
-    SPARTA_CUDA_CHECK("bench", cudaEventCreate(&start));
-    SPARTA_CUDA_CHECK("bench", cudaEventCreate(&stop));
-    SPARTA_CUDA_CHECK("bench", cudaEventRecord(start, s));
-    for (int r = 0; r < reps; ++r) f();
-    SPARTA_CUDA_CHECK("bench", cudaEventRecord(stop, s));
-    SPARTA_CUDA_CHECK("bench", cudaEventSynchronize(stop));
-    float ms = 0;
-    SPARTA_CUDA_CHECK("bench", cudaEventElapsedTime(&ms, start, stop));
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    return double(ms) / reps;
+    return bench::elapsed_ms(reps, f) / reps;
   }
 
   // One row of a memory-bound op that moves `bytes` per run.
@@ -97,10 +86,7 @@ int main(int argc, char** argv) {
   app.add_option("--tokens", tokens, "rows (batch x sequence) of the GPT-2 shapes (16K)");
   app.add_option("--device", device, "CUDA device index");
   CLI11_PARSE(app, argc, argv);
-  if (!cuda::available()) {
-    std::fprintf(stderr, "no CUDA device visible\n");
-    return 1;
-  }
+  if (!bench::gpu_visible("bench_cuda_ops")) return 1;
   SPARTA_CUDA_CHECK("bench", cudaSetDevice(device));
   cudaDeviceProp prop{};
   SPARTA_CUDA_CHECK("bench", cudaGetDeviceProperties(&prop, device));
