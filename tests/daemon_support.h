@@ -1,6 +1,6 @@
 #pragma once
-// Helpers for the daemon's tests: a scratch directory with a small generated corpus and tiny run
-// configs, a `sparta daemon` child process on a free loopback port (SPARTA_BIN), an HTTP client
+// Helpers for the daemon's tests: a small generated corpus and tiny run configs (for a TempDir),
+// a `sparta daemon` child process on a free loopback port (SPARTA_BIN), an HTTP client
 // holding its token, the sparta CLI run with its output captured, and polling with a deadline.
 #include <boost/test/unit_test.hpp>
 #include <httplib.h>
@@ -21,52 +21,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/child_process.h"
+#include "tests/temp_dir.h"
+
 namespace sparta::test {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-inline std::string sparta_bin() {
-  const char* b = std::getenv("SPARTA_BIN");
-  BOOST_TEST_REQUIRE(b != nullptr, "SPARTA_BIN is not set (ctest sets it to the sparta program)");
-  return fs::absolute(b).string();  // children run in other directories
-}
-
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 inline void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
 }
-
-// A fresh directory under the system's temporary directory, removed at the end of the test unless
-// SPARTA_KEEP_TEST_DIRS is set (to look at a failure).
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& tag) {
-    std::random_device rd;
-    path_ = (fs::temp_directory_path() / ("sparta-" + tag + "-" + std::to_string(::getpid()) + "-" +
-                                          std::to_string(rd() % 1000000)))
-                .string();
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    if (!std::getenv("SPARTA_KEEP_TEST_DIRS")) {
-      std::error_code ec;
-      fs::remove_all(path_, ec);
-    }
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // 24 KB of words: enough for seq 32 windows, a validation split and a unigram entropy.
 inline void write_corpus(const std::string& path) {
@@ -110,27 +76,14 @@ struct CliResult {
 inline CliResult run_sparta(const std::vector<std::string>& args, const std::string& cwd) {
   static int counter = 0;
   const std::string out = cwd + "/.cli-out-" + std::to_string(++counter), err = out + ".err";
-  const std::string bin = sparta_bin();
-  std::fflush(stdout);  // or the child's freopen writes the test's buffered output a second time
-  std::fflush(stderr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::chdir(cwd.c_str()) != 0) _exit(126);
-    std::FILE* o = std::freopen(out.c_str(), "w", stdout);
-    std::FILE* e = std::freopen(err.c_str(), "w", stderr);
-    if (!o || !e) _exit(126);
-    std::vector<std::string> argv_s{bin};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  std::vector<std::string> argv{sparta_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const pid_t pid = spawn(argv, [&] {
+    return ::chdir(cwd.c_str()) == 0 && std::freopen(out.c_str(), "w", stdout) &&
+           std::freopen(err.c_str(), "w", stderr);
+  });
   CliResult r;
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.rc = exit_status(pid);
   r.out = read_file(out);
   r.err = read_file(err);
   fs::remove(out);
@@ -151,22 +104,11 @@ class DaemonProcess {
 
   void start() {
     log_ = state_ + ".log";
-    const std::string bin = sparta_bin();
-    std::fflush(stdout);
-    std::fflush(stderr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      std::FILE* e = std::freopen(log_.c_str(), "a", stderr);
-      std::FILE* o = std::freopen(log_.c_str(), "a", stdout);
-      if (!e || !o) _exit(126);
-      std::vector<std::string> a{bin, "daemon", "--state", state_, "--port", "0"};
-      a.insert(a.end(), extra_.begin(), extra_.end());
-      std::vector<char*> argv;
-      for (auto& s : a) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      _exit(127);
-    }
+    std::vector<std::string> argv{sparta_bin(), "daemon", "--state", state_, "--port", "0"};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    pid_ = spawn(argv, [&] {
+      return std::freopen(log_.c_str(), "a", stderr) && std::freopen(log_.c_str(), "a", stdout);
+    });
     // Ready once daemon.json names this process (a killed predecessor's file may still be there).
     const bool up = wait_until(
         [&] {

@@ -11,7 +11,7 @@ namespace {
 
 // One daemon and corpus for the whole file: starting them is what costs time.
 struct ApiFixture {
-  ScratchDir dir{"api"};
+  TempDir dir{"api"};
   std::unique_ptr<DaemonProcess> daemon;
   ApiFixture() {
     write_corpus(dir / "corpus.txt");
@@ -35,7 +35,7 @@ std::string error_text(const std::string& body) { return json::parse(body)["erro
 BOOST_FIXTURE_TEST_SUITE(api, ApiFixture)
 
 BOOST_AUTO_TEST_CASE(requests_without_the_token_get_401_and_change_nothing) {
-  const json req{{"config", tiny_config("intruder", 5)}, {"cwd", dir.path()}};
+  const json req{{"config", tiny_config("intruder", 5)}, {"cwd", dir.path.string()}};
   auto [status, body] = raw_post(*daemon, "/api/jobs", req.dump(), false);
   BOOST_TEST(status == 401);
   BOOST_TEST(error_text(body).find("bearer token") != std::string::npos);
@@ -71,15 +71,15 @@ BOOST_AUTO_TEST_CASE(bad_requests_are_refused_with_their_reason) {
   expect(json{{"config", "model: {d_modle: 16}\n"}, {"config_name", "x.yaml"}}.dump(), 400,
          "[config] x.yaml:1: unknown key 'model.d_modle'; did you mean 'model.d_model'?");
   const std::string ok = tiny_config("tiny", 5);
-  expect(json{{"config", ok}, {"cwd", dir.path()}, {"name", "../escape"}}.dump(), 400, "not allowed");
-  expect(json{{"config", ok}, {"cwd", dir.path()}, {"name", "/etc/cron.d"}}.dump(), 400, "not allowed");
-  expect(json{{"config", ok}, {"cwd", dir.path()}, {"overrides", {"name=../../up"}}}.dump(), 400,
+  expect(json{{"config", ok}, {"cwd", dir.path.string()}, {"name", "../escape"}}.dump(), 400, "not allowed");
+  expect(json{{"config", ok}, {"cwd", dir.path.string()}, {"name", "/etc/cron.d"}}.dump(), 400, "not allowed");
+  expect(json{{"config", ok}, {"cwd", dir.path.string()}, {"overrides", {"name=../../up"}}}.dump(), 400,
          "is not a directory name");
-  expect(json{{"config", ok}, {"cwd", dir.path()}, {"runs", "/tmp"}}.dump(), 400, "unknown field 'runs'");
+  expect(json{{"config", ok}, {"cwd", dir.path.string()}, {"runs", "/tmp"}}.dump(), 400, "unknown field 'runs'");
   expect(json{{"config", ok}, {"cwd", "relative/dir"}}.dump(), 400, "absolute");
-  expect(json{{"config", ok}, {"cwd", dir.path()}, {"overrides", {"data.path=missing.txt"}}}.dump(), 400,
+  expect(json{{"config", ok}, {"cwd", dir.path.string()}, {"overrides", {"data.path=missing.txt"}}}.dump(), 400,
          "data.path 'missing.txt' does not exist");
-  expect(json{{"config", ok}, {"cwd", dir.path()}, {"overrides", {"device=cuda"}}}.dump(), 400,
+  expect(json{{"config", ok}, {"cwd", dir.path.string()}, {"overrides", {"device=cuda"}}}.dump(), 400,
          "this daemon has none");
   BOOST_TEST(daemon->get("/api/jobs")["jobs"].size() == 0u);
   // Unknown jobs and routes: 404 as JSON.
@@ -91,7 +91,7 @@ BOOST_AUTO_TEST_CASE(bad_requests_are_refused_with_their_reason) {
 }
 
 BOOST_AUTO_TEST_CASE(submit_status_metrics_events_and_prometheus) {
-  const json submitted = daemon->submit(tiny_config("tiny", 20, 2, 5), dir.path());
+  const json submitted = daemon->submit(tiny_config("tiny", 20, 2, 5), dir.path.string());
   const int64_t id = submitted["id"].get<int64_t>();
   BOOST_TEST(submitted["created"].get<bool>());
   BOOST_TEST(submitted["run_dir"].get<std::string>() == daemon->state() + "/runs/" + std::to_string(id) + "-tiny");
@@ -143,7 +143,7 @@ BOOST_AUTO_TEST_CASE(submit_status_metrics_events_and_prometheus) {
 
 BOOST_AUTO_TEST_CASE(cancel_checkpoints_and_resume_continues) {
   // Long enough to be cancelled mid-run: 1500 steps, a checkpoint every 100.
-  const json s = daemon->submit(tiny_config("long", 1500, 10, 0, 100), dir.path());
+  const json s = daemon->submit(tiny_config("long", 1500, 10, 0, 100), dir.path.string());
   const int64_t id = s["id"].get<int64_t>();
   const std::string path = "/api/jobs/" + std::to_string(id);
   BOOST_TEST_REQUIRE(wait_until([&] {
@@ -187,7 +187,7 @@ BOOST_AUTO_TEST_CASE(cancel_checkpoints_and_resume_continues) {
 BOOST_AUTO_TEST_CASE(a_queued_job_is_cancelled_at_once) {
   // Two slots: two long jobs fill them, the third waits and is cancelled before it starts.
   std::vector<int64_t> ids;
-  for (int i = 0; i < 3; ++i) ids.push_back(daemon->submit(tiny_config("fill", 100000, 100), dir.path())["id"].get<int64_t>());
+  for (int i = 0; i < 3; ++i) ids.push_back(daemon->submit(tiny_config("fill", 100000, 100), dir.path.string())["id"].get<int64_t>());
   BOOST_TEST_REQUIRE(wait_until([&] { return daemon->job(ids[1])["state"] == "running"; }, 30));
   BOOST_TEST(daemon->job(ids[2])["state"] == "queued");
   BOOST_TEST(raw_post(*daemon, "/api/jobs/" + std::to_string(ids[2]) + "/cancel", "").first == 200);
@@ -202,45 +202,45 @@ BOOST_AUTO_TEST_CASE(cli_commands_find_the_daemon_without_flags) {
   const std::string state = daemon->state();
   setenv("SPARTA_STATE_DIR", state.c_str(), 1);  // inherited by the CLI: no --state needed
   write_file(dir / "bad.yaml", "name: bad\nmodel: {d_modle: 16}\n");
-  const CliResult train = run_sparta({"train", "bad.yaml"}, dir.path());
-  const CliResult submit = run_sparta({"submit", "bad.yaml"}, dir.path());
+  const CliResult train = run_sparta({"train", "bad.yaml"}, dir.path.string());
+  const CliResult submit = run_sparta({"submit", "bad.yaml"}, dir.path.string());
   BOOST_TEST(train.rc == 1);
   BOOST_TEST(submit.rc == 1);
   BOOST_TEST(submit.err == train.err);  // the same message, word for word
   BOOST_TEST(train.err.find("did you mean 'model.d_model'") != std::string::npos);
-  const CliResult missing = run_sparta({"submit", "nope.yaml"}, dir.path());
-  BOOST_TEST(missing.err == run_sparta({"train", "nope.yaml"}, dir.path()).err);
+  const CliResult missing = run_sparta({"submit", "nope.yaml"}, dir.path.string());
+  BOOST_TEST(missing.err == run_sparta({"train", "nope.yaml"}, dir.path.string()).err);
 
-  const CliResult ok = run_sparta({"submit", "tiny.yaml", "train.steps=10", "--name", "cli", "-q"}, dir.path());
+  const CliResult ok = run_sparta({"submit", "tiny.yaml", "train.steps=10", "--name", "cli", "-q"}, dir.path.string());
   BOOST_TEST_REQUIRE(ok.rc == 0, ok.err);
   const std::string id = ok.out.substr(0, ok.out.find('\n'));
-  const CliResult logs = run_sparta({"logs", "-f", id}, dir.path());
+  const CliResult logs = run_sparta({"logs", "-f", id}, dir.path.string());
   BOOST_TEST(logs.rc == 0, logs.err);
   BOOST_TEST(logs.out.find("done: step 10") != std::string::npos, logs.out);
-  const CliResult status = run_sparta({"status"}, dir.path());
+  const CliResult status = run_sparta({"status"}, dir.path.string());
   BOOST_TEST(status.out.find("cli") != std::string::npos);
   BOOST_TEST(status.out.find("succeeded") != std::string::npos);
-  const CliResult one = run_sparta({"status", id}, dir.path());
+  const CliResult one = run_sparta({"status", id}, dir.path.string());
   BOOST_TEST(one.out.find("job " + id + " (cli): succeeded, step 10/10") != std::string::npos, one.out);
 
   // `export JOB` goes to the daemon; `export RUN_DIR` works as before.
-  const CliResult ex = run_sparta({"export", id}, dir.path());
+  const CliResult ex = run_sparta({"export", id}, dir.path.string());
   BOOST_TEST(ex.rc == 0, ex.err);
   const std::string run_dir = state + "/runs/" + id + "-cli";
   BOOST_TEST(ex.out == "exported to " + run_dir + "/export\n");
-  const CliResult ex_dir = run_sparta({"export", run_dir, "--out", dir / "exp"}, dir.path());
+  const CliResult ex_dir = run_sparta({"export", run_dir, "--out", dir / "exp"}, dir.path.string());
   BOOST_TEST(ex_dir.rc == 0, ex_dir.err);
   BOOST_TEST(fs::exists(dir / "exp/model.safetensors"));
   // `resume JOB` of a finished job: the daemon's 409, as an error.
-  const CliResult res = run_sparta({"resume", id}, dir.path());
+  const CliResult res = run_sparta({"resume", id}, dir.path.string());
   BOOST_TEST(res.rc == 1);
   BOOST_TEST(res.err.find("nothing left to resume") != std::string::npos, res.err);
-  const CliResult cancel = run_sparta({"cancel", "12345"}, dir.path());
+  const CliResult cancel = run_sparta({"cancel", "12345"}, dir.path.string());
   BOOST_TEST(cancel.err == "sparta: error: no job 12345\n");
-  const CliResult url = run_sparta({"dashboard"}, dir.path());
+  const CliResult url = run_sparta({"dashboard"}, dir.path.string());
   BOOST_TEST(url.out == "http://127.0.0.1:" + std::to_string(daemon->port()) + "/?token=" + daemon->token() + "\n");
   unsetenv("SPARTA_STATE_DIR");
-  const CliResult none = run_sparta({"status", "--state", dir / "nowhere"}, dir.path());
+  const CliResult none = run_sparta({"status", "--state", dir / "nowhere"}, dir.path.string());
   BOOST_TEST(none.err.find("no daemon is running for state directory") != std::string::npos, none.err);
 }
 

@@ -52,18 +52,18 @@ int attribute_int(const std::string& dom, const std::string& element_regex, cons
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(dashboard_shows_the_job_and_its_curves, *boost::unit_test::precondition(chromium_installed)) {
-  ScratchDir dir("dashboard");
+  TempDir dir("dashboard");
   write_corpus(dir / "corpus.txt");
   DaemonProcess daemon(dir / "state");
   // A real short run: 60 steps, a line every 2, an evaluation every 10.
-  const int64_t id = daemon.submit(tiny_config("dashboard-demo", 60, 2, 10), dir.path())["id"].get<int64_t>();
+  const int64_t id = daemon.submit(tiny_config("dashboard-demo", 60, 2, 10), dir.path.string())["id"].get<int64_t>();
   const json done = daemon.wait_state(id, "succeeded");
   const size_t lines = metric_steps(done["run_dir"].get<std::string>() + "/metrics.jsonl").size();
   BOOST_TEST_REQUIRE(lines == 30u);  // steps 2, 4, ..., 60 (the evaluations at 10, 20, ... are among them)
 
   const std::string url = "http://127.0.0.1:" + std::to_string(daemon.port()) + "/?token=" + daemon.token() +
                           "#job=" + std::to_string(id);
-  const std::string dom = chromium(url, "--dump-dom", dir.path());
+  const std::string dom = chromium(url, "--dump-dom", dir.path.string());
   BOOST_TEST_REQUIRE(dom.find("<table id=\"jobs\"") != std::string::npos, dom.substr(0, 2000));
   // The job is listed, with its state.
   const std::regex row("<tr data-job-id=\"" + std::to_string(id) + "\" data-state=\"succeeded\"");
@@ -78,13 +78,13 @@ BOOST_AUTO_TEST_CASE(dashboard_shows_the_job_and_its_curves, *boost::unit_test::
   BOOST_TEST(dom.find("<p id=\"error\" role=\"alert\" hidden") != std::string::npos);  // no error shown
 
   // Without the token the page asks for it and shows no job.
-  const std::string anon = chromium("http://127.0.0.1:" + std::to_string(daemon.port()) + "/", "--dump-dom", dir.path() + "/anon");
+  const std::string anon = chromium("http://127.0.0.1:" + std::to_string(daemon.port()) + "/", "--dump-dom", dir.path.string() + "/anon");
   BOOST_TEST(anon.find("<form id=\"auth\">") != std::string::npos);
   BOOST_TEST(anon.find("data-job-id") == std::string::npos);
 
   const std::string shot = fs::absolute("daemon-dashboard.png").string();
   fs::remove(shot);
-  chromium(url, "--screenshot=" + shot, dir.path());
+  chromium(url, "--screenshot=" + shot, dir.path.string());
   BOOST_TEST_REQUIRE(fs::exists(shot));
   BOOST_TEST(fs::file_size(shot) > 20000u);  // a page with four drawn charts, not a blank one
   BOOST_TEST_MESSAGE("screenshot: " << shot);

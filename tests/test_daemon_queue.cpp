@@ -12,7 +12,7 @@
 using namespace sparta::test;
 
 BOOST_AUTO_TEST_CASE(hundred_concurrent_submits_run_once_each_in_order_within_the_slots) {
-  ScratchDir dir("queue");
+  TempDir dir("queue");
   write_corpus(dir / "corpus.txt");
   constexpr int kSlots = 3, kJobs = 100, kThreads = 10;
   DaemonProcess daemon(dir / "state", {"--cpu-slots", std::to_string(kSlots)});
@@ -27,7 +27,7 @@ BOOST_AUTO_TEST_CASE(hundred_concurrent_submits_run_once_each_in_order_within_th
       auto c = daemon.client();
       for (int i = t; i < kJobs; i += kThreads) {
         const std::string name = "job-" + std::to_string(i);
-        const json req{{"config", config}, {"cwd", dir.path()}, {"name", name}, {"submit_key", "key-" + name}};
+        const json req{{"config", config}, {"cwd", dir.path.string()}, {"name", name}, {"submit_key", "key-" + name}};
         auto r = c.Post("/api/jobs", req.dump(), "application/json");
         std::lock_guard<std::mutex> lock(mu);
         if (!r || r->status != 201) {
@@ -43,7 +43,7 @@ BOOST_AUTO_TEST_CASE(hundred_concurrent_submits_run_once_each_in_order_within_th
   BOOST_TEST(id_of.size() == size_t(kJobs));
 
   // A client that retries (its first answer lost) gets the same job back, not a second one.
-  const json retry{{"config", config}, {"cwd", dir.path()}, {"name", "job-7"}, {"submit_key", "key-job-7"}};
+  const json retry{{"config", config}, {"cwd", dir.path.string()}, {"name", "job-7"}, {"submit_key", "key-job-7"}};
   auto again = daemon.post("/api/jobs", retry.dump());
   BOOST_TEST(again->status == 200);
   BOOST_TEST(json::parse(again->body)["id"].get<int64_t>() == id_of["job-7"]);

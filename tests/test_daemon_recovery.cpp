@@ -32,12 +32,12 @@ bool gone(pid_t pid) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(sigkill_with_a_job_running_and_one_queued_loses_nothing) {
-  ScratchDir dir("recovery");
+  TempDir dir("recovery");
   write_corpus(dir / "corpus.txt");
   const std::string state = dir / "state";
   auto daemon = std::make_unique<DaemonProcess>(state, std::vector<std::string>{"--cpu-slots", "1", "--cancel-grace", "20"});
-  const int64_t a = daemon->submit(tiny_config("running", 1500, 10, 0, 100), dir.path())["id"].get<int64_t>();
-  const int64_t b = daemon->submit(tiny_config("waiting", 20), dir.path())["id"].get<int64_t>();
+  const int64_t a = daemon->submit(tiny_config("running", 1500, 10, 0, 100), dir.path.string())["id"].get<int64_t>();
+  const int64_t b = daemon->submit(tiny_config("waiting", 20), dir.path.string())["id"].get<int64_t>();
   json ja;
   BOOST_TEST_REQUIRE(wait_until([&] {
     ja = daemon->job(a);
@@ -80,13 +80,13 @@ BOOST_AUTO_TEST_CASE(sigkill_with_a_job_running_and_one_queued_loses_nothing) {
 }
 
 BOOST_AUTO_TEST_CASE(without_resume_interrupted_the_job_waits_for_sparta_resume) {
-  ScratchDir dir("recovery-manual");
+  TempDir dir("recovery-manual");
   write_corpus(dir / "corpus.txt");
   const std::string state = dir / "state";
   fs::create_directories(state);
   write_file(state + "/daemon.yaml", "resume_interrupted: false\ncpu_slots: 1\n");
   auto daemon = std::make_unique<DaemonProcess>(state);
-  const int64_t a = daemon->submit(tiny_config("manual", 1000, 10, 0, 50), dir.path())["id"].get<int64_t>();
+  const int64_t a = daemon->submit(tiny_config("manual", 1000, 10, 0, 50), dir.path.string())["id"].get<int64_t>();
   BOOST_TEST_REQUIRE(wait_until([&] {
     const json j = daemon->job(a);
     return !j["last_metrics"].is_null() && j["last_metrics"]["step"].get<int>() >= 100;
@@ -100,7 +100,7 @@ BOOST_AUTO_TEST_CASE(without_resume_interrupted_the_job_waits_for_sparta_resume)
   BOOST_TEST(daemon->job(a)["state"] == "interrupted");  // nobody resumes it
 
   setenv("SPARTA_STATE_DIR", state.c_str(), 1);
-  const CliResult r = run_sparta({"resume", std::to_string(a)}, dir.path());
+  const CliResult r = run_sparta({"resume", std::to_string(a)}, dir.path.string());
   unsetenv("SPARTA_STATE_DIR");
   BOOST_TEST(r.rc == 0, r.err);
   BOOST_TEST(r.out.find("queued to resume") != std::string::npos, r.out);
@@ -110,11 +110,11 @@ BOOST_AUTO_TEST_CASE(without_resume_interrupted_the_job_waits_for_sparta_resume)
 }
 
 BOOST_AUTO_TEST_CASE(a_crashing_job_fails_alone) {
-  ScratchDir dir("crash");
+  TempDir dir("crash");
   write_corpus(dir / "corpus.txt");
   DaemonProcess daemon(dir / "state", {"--cpu-slots", "1"});
-  const int64_t a = daemon.submit(tiny_config("crashes", 100000, 100), dir.path())["id"].get<int64_t>();
-  const int64_t b = daemon.submit(tiny_config("after", 5), dir.path())["id"].get<int64_t>();
+  const int64_t a = daemon.submit(tiny_config("crashes", 100000, 100), dir.path.string())["id"].get<int64_t>();
+  const int64_t b = daemon.submit(tiny_config("after", 5), dir.path.string())["id"].get<int64_t>();
   const json running = daemon.wait_state(a, "running");
   ::kill(pid_t(running["pid"].get<int64_t>()), SIGSEGV);
   const json failed = daemon.wait_state(a, "failed");
@@ -124,7 +124,7 @@ BOOST_AUTO_TEST_CASE(a_crashing_job_fails_alone) {
   // A job that fails on its own (a corpus too short for one window, found when the trainer opens
   // it): the reason is its last error line.
   write_file(dir / "short.txt", "too short");
-  const int64_t c = daemon.submit(tiny_config("short-data", 5), dir.path(), {"data.path=short.txt"})["id"].get<int64_t>();
+  const int64_t c = daemon.submit(tiny_config("short-data", 5), dir.path.string(), {"data.path=short.txt"})["id"].get<int64_t>();
   const json bad = daemon.wait_state(c, "failed");
   BOOST_TEST(bad["exit_code"].get<int>() == 1);
   BOOST_TEST(bad["message"].get<std::string>().find("sparta: error:") != std::string::npos, bad.dump(1));

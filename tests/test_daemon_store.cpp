@@ -52,7 +52,7 @@ std::string error_of(Fn fn) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(store_records_concurrent_submits_once_each_in_queue_order) {
-  ScratchDir dir("store");
+  TempDir dir("store");
   JobStore store(dir / "jobs.db");
   std::vector<std::thread> threads;
   for (int t = 0; t < 10; ++t) {
@@ -80,7 +80,7 @@ BOOST_AUTO_TEST_CASE(store_records_concurrent_submits_once_each_in_queue_order) 
 }
 
 BOOST_AUTO_TEST_CASE(store_submit_key_makes_a_retry_return_the_same_job) {
-  ScratchDir dir("store-key");
+  TempDir dir("store-key");
   JobStore store(dir / "jobs.db");
   auto [a, created_a] = store.add(new_job("a", 0, "key-1"), yaml_of);
   auto [b, created_b] = store.add(new_job("a", 0, "key-1"), yaml_of);
@@ -94,7 +94,7 @@ BOOST_AUTO_TEST_CASE(store_submit_key_makes_a_retry_return_the_same_job) {
 }
 
 BOOST_AUTO_TEST_CASE(store_transitions_only_from_the_states_they_name) {
-  ScratchDir dir("store-states");
+  TempDir dir("store-states");
   JobStore store(dir / "jobs.db");
   const Job j = store.add(new_job("x"), yaml_of).first;
   BOOST_TEST(!store.mark_ended(j.id, JobState::succeeded, 0, ""));  // not running
@@ -150,7 +150,7 @@ BOOST_AUTO_TEST_CASE(job_names_cannot_leave_the_state_directory) {
 }
 
 BOOST_AUTO_TEST_CASE(token_file_is_private_and_replaced_when_exposed) {
-  ScratchDir dir("token");
+  TempDir dir("token");
   const std::string path = dir / "token";
   const std::string t = load_or_create_token(path);
   BOOST_TEST(t.size() == 64u);
@@ -192,12 +192,12 @@ BOOST_AUTO_TEST_CASE(submit_requests_are_checked_field_by_field) {
 }
 
 BOOST_AUTO_TEST_CASE(submissions_are_validated_as_sparta_train_validates_them) {
-  ScratchDir dir("submission");
+  TempDir dir("submission");
   write_corpus(dir / "corpus.txt");
   SubmitRequest r;
   r.config_yaml = tiny_config("tiny", 5);
   r.config_name = "tiny.yaml";
-  r.cwd = dir.path();
+  r.cwd = dir.path.string();
   const PreparedJob p = prepare_submission(r, 0);
   BOOST_TEST(p.job.name == "tiny");
   BOOST_TEST(p.job.gpus == 0);
@@ -279,7 +279,7 @@ BOOST_AUTO_TEST_CASE(prometheus_text_has_per_job_and_daemon_series) {
 }
 
 BOOST_AUTO_TEST_CASE(metrics_readers_follow_appends_torn_lines_and_rewrites) {
-  ScratchDir dir("metrics");
+  TempDir dir("metrics");
   const std::string path = dir / "metrics.jsonl";
   BOOST_TEST(!last_metrics(path).has_value());
   MetricsFollower f(path);
@@ -307,7 +307,7 @@ BOOST_AUTO_TEST_CASE(recovery_waits_for_surviving_job_processes_then_kills_them)
   // Jobs a killed daemon left "running" whose processes still live: one stops on SIGTERM, one
   // ignores it and is killed when the grace period ends; both become interrupted and, with
   // resume_interrupted, queued again in their old places.
-  ScratchDir dir("recover");
+  TempDir dir("recover");
   StateDir state(dir / "state");
   state.create();
   JobStore store(state.db());
@@ -315,7 +315,7 @@ BOOST_AUTO_TEST_CASE(recovery_waits_for_surviving_job_processes_then_kills_them)
     SpawnSpec s;
     s.argv = {"/bin/sh", "-c", script};
     s.env = environment_with({});
-    s.cwd = dir.path();
+    s.cwd = dir.path.string();
     s.log_path = dir / "sh.log";
     return spawn(s);
   };

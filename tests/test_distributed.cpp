@@ -18,10 +18,14 @@
 #include <thread>
 
 #include "core/ops.h"
+#include "tests/child_process.h"
+#include "tests/dist_support.h"
+#include "tests/temp_dir.h"
 #include "train/checkpoint.h"
 
 namespace fs = std::filesystem;
 using namespace sparta;
+using namespace sparta::test;
 
 namespace {
 
@@ -31,27 +35,12 @@ std::string env_or_fail(const char* name) {
   return v;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // A scratch directory with a small corpus and a config of a tiny model.
 struct Workspace {
-  fs::path dir;
+  TempDir tmp{"dist"};
+  const fs::path dir = tmp.path;
   Workspace() {
-    dir = fs::temp_directory_path() / ("sparta-dist-" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    std::ofstream text(dir / "corpus.txt");
-    uint64_t x = 12345;
-    const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dogs ", "run\n", "far ", "away, "};
-    for (int i = 0; i < 6000; ++i) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      text << words[(x >> 33) % 10];
-    }
+    write_dist_corpus(dir / "corpus.txt", 6000);
     std::ofstream cfg(dir / "tiny.yaml");
     cfg << "name: tiny\nseed: 7\n"
            "model: {d_model: 32, n_layers: 2, n_heads: 2, seq_len: 32, block: 16, dropout: 0.0}\n"
@@ -63,14 +52,13 @@ struct Workspace {
            "checkpoint: {every: 10, keep_last: 5}\n"
            "distributed: {bucket_mb: 0.01}\n";
   }
-  ~Workspace() { fs::remove_all(dir); }
 
   // `[mpirun -np N] sparta <args>`, output in <dir>/<log>; returns the exit status.
   int run(int np, const std::string& args, const std::string& log) const {
     std::string cmd;
     if (np > 0)
       cmd = env_or_fail("SPARTA_MPIEXEC") + " --allow-run-as-root --oversubscribe -np " + std::to_string(np) + " ";
-    cmd += env_or_fail("SPARTA_BIN") + " " + args + " > " + (dir / log).string() + " 2>&1";
+    cmd += sparta_bin() + " " + args + " > " + (dir / log).string() + " 2>&1";
     const int status = std::system(cmd.c_str());
     const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     if (rc != 0) BOOST_TEST_MESSAGE(cmd << " exited with " << rc << ":\n" << read_file((dir / log).string()));
@@ -80,23 +68,8 @@ struct Workspace {
     return "train " + (dir / "tiny.yaml").string() + " --runs " + (dir / "runs").string() + " name=" + name + " " +
            overrides;
   }
-  train::NamedTensors params(const std::string& run, int step) const {
-    char file[32];
-    std::snprintf(file, sizeof file, "step_%08d.h5", step);
-    return train::load_checkpoint((dir / "runs" / run / "checkpoints" / file).string()).model;
-  }
+  train::NamedTensors params(const std::string& run, int step) const { return checkpoint_params(dir / "runs", run, step); }
 };
-
-// The largest |a - b| over all parameters.
-double max_difference(const train::NamedTensors& a, const train::NamedTensors& b) {
-  BOOST_TEST_REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    BOOST_TEST_REQUIRE(a[i].first == b[i].first);
-    worst = std::max(worst, max(abs(cast(a[i].second, DType::f64) - cast(b[i].second, DType::f64))).item<double>());
-  }
-  return worst;
-}
 
 // Summation order only: the two runs see the same samples. (SGD keeps rounding differences at
 // their size; AdamW divides a gradient by its own magnitude, which magnifies the rounding of
@@ -173,7 +146,7 @@ struct LongJob {
   LongJob(const Workspace& ws, const std::string& overrides) : w(ws), log((ws.dir / "long.log").string()) {
     const std::string pid_file = (w.dir / "mpirun.pid").string();
     const std::string cmd = env_or_fail("SPARTA_MPIEXEC") + " --allow-run-as-root --oversubscribe -np 2 " +
-                            env_or_fail("SPARTA_BIN") + " " +
+                            sparta_bin() + " " +
                             w.train("long", "train.steps=100000 checkpoint.every=0 " + overrides) + " > " + log +
                             " 2>&1 & echo $! > " + pid_file;
     BOOST_TEST_REQUIRE(std::system(cmd.c_str()) == 0);

@@ -3,9 +3,7 @@
 // Rank 1 is a forked child process; it needs no MPI, NCCL or GPU.
 #include <boost/test/unit_test.hpp>
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,23 +12,13 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/child_process.h"
 #include "train/dist/rendezvous.h"
 
+using namespace sparta::test;
 using namespace sparta::train::dist;
 
 namespace {
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 LaunchInfo launch(int rank, int port) {
   LaunchInfo l;
@@ -81,12 +69,6 @@ struct Lost {
   }
 };
 
-int child_status(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 void run_rank0(Child how, Lost& lost, double wait_s) {
   const int port = free_port();
   const pid_t child = start_rank1(port, how);
@@ -103,7 +85,7 @@ void run_rank0(Child how, Lost& lost, double wait_s) {
     lost.wait(wait_s);
     if (how == Child::goes_silent) ::kill(child, SIGKILL);
   }
-  const int status = child_status(child);
+  const int status = exit_status(child);
   BOOST_TEST((status == 0 || (how == Child::goes_silent && status == 128 + SIGKILL)), "rank 1 exited with " << status);
 }
 

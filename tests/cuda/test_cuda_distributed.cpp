@@ -5,9 +5,7 @@
 // (skipped otherwise) and SPARTA_BIN (ctest sets it).
 #include <boost/test/unit_test.hpp>
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,9 +23,13 @@
 #include "train/checkpoint.h"
 #include "train/dist/backends.h"
 #include "train/dist/reducer.h"
+#include "tests/child_process.h"
+#include "tests/dist_support.h"
+#include "tests/temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace sparta;
+using namespace sparta::test;
 
 namespace {
 
@@ -39,38 +41,11 @@ struct two_gpus {
   }
 };
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 struct Workspace {
-  fs::path dir;
+  TempDir tmp{"nccl"};
+  const fs::path dir = tmp.path;
   Workspace() {
-    dir = fs::temp_directory_path() / ("sparta-nccl-" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    std::ofstream text(dir / "corpus.txt");
-    uint64_t x = 12345;
-    const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dogs ", "run\n", "far ", "away, "};
-    for (int i = 0; i < 20000; ++i) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      text << words[(x >> 33) % 10];
-    }
+    write_dist_corpus(dir / "corpus.txt", 20000);
     std::ofstream cfg(dir / "tiny.yaml");
     cfg << "name: tiny\nseed: 7\ndevice: cuda\n"
            "model: {d_model: 64, n_layers: 2, n_heads: 4, seq_len: 64, block: 64, dropout: 0.0}\n"
@@ -82,30 +57,19 @@ struct Workspace {
            "checkpoint: {every: 10, keep_last: 5}\n"
            "distributed: {bucket_mb: 0.05}\n";
   }
-  ~Workspace() { fs::remove_all(dir); }
 
   // `sparta train tiny.yaml --runs <dir>/runs name=<name> <overrides>` in the background with
   // `env` added, output in <dir>/<name>.<rank>.log.
   pid_t start(const std::string& name, const std::vector<std::string>& overrides,
               const std::map<std::string, std::string>& env, const std::string& log) const {
-    const char* bin = std::getenv("SPARTA_BIN");
-    BOOST_TEST_REQUIRE(bin != nullptr, "SPARTA_BIN is not set (ctest sets it)");
-    std::fflush(stdout);
-    std::fflush(stderr);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
+    std::vector<std::string> args{sparta_bin(), "train", (dir / "tiny.yaml").string(), "--runs", (dir / "runs").string(),
+                                  "name=" + name};
+    args.insert(args.end(), overrides.begin(), overrides.end());
+    const std::string out = (dir / log).string();
+    return spawn(args, [&] {
       for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-      if (!std::freopen((dir / log).c_str(), "w", stdout) || !std::freopen((dir / log).c_str(), "a", stderr)) _exit(126);
-      std::vector<std::string> args{bin, "train", (dir / "tiny.yaml").string(), "--runs", (dir / "runs").string(),
-                                    "name=" + name};
-      args.insert(args.end(), overrides.begin(), overrides.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return pid;
+      return std::freopen(out.c_str(), "w", stdout) && std::freopen(out.c_str(), "a", stderr);
+    });
   }
   // Two ranks launched as torchrun would.
   std::vector<pid_t> start_pair(const std::string& name, const std::vector<std::string>& overrides) const {
@@ -118,26 +82,8 @@ struct Workspace {
                            name + "." + std::to_string(r) + ".log"));
     return pids;
   }
-  train::NamedTensors params(const std::string& run, int step) const {
-    char file[32];
-    std::snprintf(file, sizeof file, "step_%08d.h5", step);
-    return train::load_checkpoint((dir / "runs" / run / "checkpoints" / file).string()).model;
-  }
+  train::NamedTensors params(const std::string& run, int step) const { return checkpoint_params(dir / "runs", run, step); }
 };
-
-int wait_status(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-double max_difference(const train::NamedTensors& a, const train::NamedTensors& b) {
-  BOOST_TEST_REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    worst = std::max(worst, max(abs(cast(a[i].second, DType::f64) - cast(b[i].second, DType::f64))).item<double>());
-  return worst;
-}
 
 }  // namespace
 
@@ -208,13 +154,13 @@ BOOST_AUTO_TEST_SUITE(nccl, *boost::unit_test::precondition(two_gpus()))
 BOOST_AUTO_TEST_CASE(two_gpus_match_one_with_twice_the_batch) {
   Workspace w;
   const std::vector<pid_t> pair = w.start_pair("ddp", {"train.batch_size=4"});
-  const int rc0 = wait_status(pair[0]), rc1 = wait_status(pair[1]);
+  const int rc0 = exit_status(pair[0]), rc1 = exit_status(pair[1]);
   BOOST_TEST_REQUIRE((rc0 == 0 && rc1 == 0), "ranks exited with " << rc0 << ", " << rc1 << ":\n"
                                                                    << read_file(w.dir / "ddp.0.log")
                                                                    << read_file(w.dir / "ddp.1.log"));
-  BOOST_TEST_REQUIRE(wait_status(w.start("single", {"train.batch_size=8"}, {}, "single.log")) == 0,
+  BOOST_TEST_REQUIRE(exit_status(w.start("single", {"train.batch_size=8"}, {}, "single.log")) == 0,
                      read_file(w.dir / "single.log"));
-  BOOST_TEST_REQUIRE(wait_status(w.start("half", {"train.batch_size=4"}, {}, "half.log")) == 0);
+  BOOST_TEST_REQUIRE(exit_status(w.start("half", {"train.batch_size=4"}, {}, "half.log")) == 0);
   const double d = max_difference(w.params("ddp", 20), w.params("single", 20));
   BOOST_TEST_MESSAGE("2 GPUs x batch 4 against 1 x batch 8: max |difference| " << d);
   BOOST_TEST(d < 1e-5);
@@ -226,8 +172,8 @@ BOOST_AUTO_TEST_CASE(two_gpus_match_one_with_twice_the_batch) {
 BOOST_AUTO_TEST_CASE(bf16_reduction_runs) {
   Workspace w;
   const std::vector<pid_t> pair = w.start_pair("ddp", {"train.batch_size=4", "distributed.reduce_dtype=bf16"});
-  BOOST_TEST(wait_status(pair[0]) == 0, read_file(w.dir / "ddp.0.log"));
-  BOOST_TEST(wait_status(pair[1]) == 0, read_file(w.dir / "ddp.1.log"));
+  BOOST_TEST(exit_status(pair[0]) == 0, read_file(w.dir / "ddp.0.log"));
+  BOOST_TEST(exit_status(pair[1]) == 0, read_file(w.dir / "ddp.1.log"));
 }
 
 BOOST_AUTO_TEST_CASE(a_killed_rank_is_named_by_the_other_within_60_s) {
@@ -250,7 +196,7 @@ BOOST_AUTO_TEST_CASE(a_killed_rank_is_named_by_the_other_within_60_s) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (status < 0) ::kill(pair[0], SIGKILL);
-  wait_status(pair[1]);
+  exit_status(pair[1]);
   const std::string out = read_file(w.dir / "long.0.log");
   BOOST_TEST_MESSAGE("rank 0 ended " << seconds << " s after rank 1 was killed, status " << status);
   BOOST_TEST(status == 1, out);
