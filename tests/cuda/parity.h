@@ -8,6 +8,7 @@
 namespace sparta::test {
 
 inline Tensor gpu(const Tensor& t) { return to_device(t, Device::cuda()); }
+inline Tensor host(const Tensor& t) { return to_device(t, Device::cpu()); }
 
 // x's values on the GPU in a view whose last axis has stride 2 (the strided kernels' path).
 inline Tensor gpu_noncontiguous(const Tensor& x) {

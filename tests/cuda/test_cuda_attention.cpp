@@ -15,8 +15,6 @@ using namespace sparta::test;
 
 namespace {
 
-Tensor host(const Tensor& t) { return to_device(t, Device::cpu()); }
-
 struct Tolerance {
   double rtol, atol;
 };

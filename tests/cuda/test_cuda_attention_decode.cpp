@@ -17,8 +17,6 @@ using namespace sparta::test;
 
 namespace {
 
-Tensor host(const Tensor& t) { return to_device(t, Device::cpu()); }
-
 // (B, H, capacity, D) on `dev` through a (B, capacity, H, D) buffer, NaN past `filled`.
 Tensor cache_view(const Tensor& values, int64_t filled, Device dev) {
   Tensor buf = full({values.shape(0), values.shape(2), values.shape(1), values.shape(3)}, NAN, values.dtype(), dev);

@@ -33,8 +33,6 @@ using namespace sparta::test;
 
 namespace {
 
-Tensor host(const Tensor& t) { return to_device(t, Device::cpu()); }
-
 struct Tolerance {
   double rtol, atol;  // atol: a fraction of the reference's largest magnitude
 };

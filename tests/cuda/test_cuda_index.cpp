@@ -11,8 +11,6 @@ using namespace sparta::test;
 
 namespace {
 
-Tensor host(const Tensor& t) { return to_device(t, Device::cpu()); }
-
 // x's values on the GPU as a transposed view of its last two axes.
 Tensor gpu_transposed(const Tensor& x) { return transpose(gpu(contiguous(transpose(x, -1, -2))), -1, -2); }
 

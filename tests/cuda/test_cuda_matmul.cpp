@@ -8,8 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "tests/cuda/gpu.h"
-#include "tests/support.h"
+#include "tests/cuda/parity.h"
 
 using namespace sparta;
 using namespace sparta::test;
@@ -17,7 +16,6 @@ using namespace sparta::test;
 namespace {
 
 Tensor dev(const Tensor& x) { return to_device(x, Device::cuda()); }
-Tensor host(const Tensor& x) { return to_device(x, Device::cpu()); }
 
 // A device tensor holding x's values whose last two axes are a transposed view (unit stride on rows).
 Tensor dev_transposed(const Tensor& x) { return dev(contiguous(transpose(x, -1, -2))).transpose(-1, -2); }

@@ -4,8 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "tests/cuda/gpu.h"
-#include "tests/support.h"
+#include "tests/cuda/parity.h"
 #include "train/optimizer.h"
 
 using namespace sparta;
@@ -15,7 +14,6 @@ using namespace sparta::test;
 namespace {
 
 Tensor dev(const Tensor& x) { return to_device(x, Device::cuda()); }
-Tensor host(const Tensor& x) { return to_device(x, Device::cpu()); }
 
 struct Pair {
   NamedTensors cpu, gpu;

@@ -28,8 +28,6 @@ namespace {
 
 using LayoutPtr = std::shared_ptr<const attn::BlockLayout>;
 
-Tensor host(const Tensor& t) { return to_device(t, Device::cpu()); }
-
 // Values in [-1, 1] on a grid of 1/steps, in dtype (exact in bf16 for steps <= 128).
 Tensor grid_random(const Shape& shape, DType dt, int64_t steps) {
   return cast(cast(random_int(-steps, steps + 1, shape), DType::f64) * (1.0 / double(steps)), dt);
