@@ -196,37 +196,25 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int64_t p = s.q_index ? s.q_index[pos] : pos;
     if (p < 0) continue;
     const int64_t h = s.n_layouts == 1 ? 0 : head, i = p / s.block_q, r = p % s.block_q;
-    const int64_t* rp = s.row_ptr + h * (s.n_qblocks + 1);
     // Top-k: the forward's threshold, saved, so that exactly the forward's scores pass.
     const C row_thr = threshold && si == 0 ? threshold[row] : neg_inf<C>();
-    for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
-      const int64_t k0 = int64_t(s.col_idx[e]) * s.block_k, cols = imin(s.block_k, s.n_keys - k0);
-      const uint8_t kind = s.kind[e];
-      for (int64_t c0 = 0; c0 < cols; c0 += 32) {
-        const int64_t c = c0 + lane;
-        int64_t kp = 0;
-        bool ok = false;
-        if (c < cols) {
-          kp = s.k_pos ? s.k_pos[k0 + c] : k0 + c;
-          ok = entry_allows(s, e, kind, r, c, cols, pos, kp);
-        }
-        for (unsigned b = __ballot_sync(kFullMask, ok); b; b &= b - 1) {
-          const int src = __ffs(b) - 1;
-          const int64_t kpb = __shfl_sync(kFullMask, kp, src);
-          const T* kr = kb + kpb * D;
-          const C sc = score(dot_part<DT>(qr, kr, D, lane), scale);
-          if (sc < row_thr) continue;  // the same value on every lane
-          const C dp = warp_sum(dot_part<DT>(dor, vb + kpb * D, D, lane));
-          const C pr = exp_c(sc - row_lse);
-          const C ds = pr * (dp - row_delta) * scale;
+    for_each_run<false, DT>(s, h, i, r, pos, qr, kb, D, scale, lane, [&](bool, C, unsigned ballot, int64_t kp) {
+      for (unsigned b = ballot; b; b &= b - 1) {
+        const int src = __ffs(b) - 1;
+        const int64_t kpb = __shfl_sync(kFullMask, kp, src);
+        const T* kr = kb + kpb * D;
+        const C sc = score(dot_part<DT>(qr, kr, D, lane), scale);
+        if (sc < row_thr) continue;  // the same value on every lane
+        const C dp = warp_sum(dot_part<DT>(dor, vb + kpb * D, D, lane));
+        const C pr = exp_c(sc - row_lse);
+        const C ds = pr * (dp - row_delta) * scale;
 #pragma unroll
-          for (int t = 0; t < DT; ++t) {
-            const int64_t d = lane + 32 * t;
-            if (d < D) acc[t] += ds * convert<C>(kr[d]);
-          }
+        for (int t = 0; t < DT; ++t) {
+          const int64_t d = lane + 32 * t;
+          if (d < D) acc[t] += ds * convert<C>(kr[d]);
         }
       }
-    }
+    });
   }
   store_row<DT>(dq + row * D, D, lane, acc, C(1));
 }

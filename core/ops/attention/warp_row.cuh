@@ -119,8 +119,8 @@ __device__ __forceinline__ C score(C part, C scale) {
 // The walk of one row (query block i, row r of it, at position pos) over one segment's entries:
 // calls visit(ok, sc, ballot, kp) for every run of 32 keys that has an allowed key, on every lane:
 // lane j's key is allowed (ok), its score sc (-inf where not allowed, and everywhere without
-// kScores), ballot the allowed lanes, kp lane j's key position. The simple forward and the top-k
-// selection both walk rows with it.
+// kScores), ballot the allowed lanes, kp lane j's key position. The simple forward, the simple dq and
+// the top-k selection all walk rows with it.
 template <bool kScores, int DT, typename T, typename C, typename F>
 __device__ __forceinline__ void for_each_run(const Segment& s, int64_t h, int64_t i, int64_t r, int64_t pos,
                                              const C (&qr)[DT], const T* kb, int64_t D, C scale, int lane,
