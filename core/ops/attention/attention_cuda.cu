@@ -373,7 +373,7 @@ void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q,
   const Dims dm = dims_of(q);
   if (dm.rows() == 0) return;
   const auto dl = device_layout(L, q.device());
-  if (!flash::unsupported(*L, q, {&k, &v, &o})) {
+  if (!flash::unsupported(*L, q, scale, {&k, &v, &o})) {
     flash::forward_layout(*dl, scale, q, k, v, o, lse);
     ++g_counts.flash_forward;
     return;
@@ -405,7 +405,7 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
   if (dm.rows() == 0) return;
   const auto dl = device_layout(L, q.device());
   Tensor delta = Tensor::empty({dm.rows()}, lse.dtype(), q.device());
-  const bool use_flash = !flash::unsupported(*L, q, {&k, &v, &o, &dout});
+  const bool use_flash = !flash::unsupported(*L, q, scale, {&k, &v, &o, &dout});
   ++(use_flash ? g_counts.flash_backward : g_counts.simple_backward);
   dispatch_slices(dm.D, op, [&](auto slices) {
     constexpr int DT = decltype(slices)::value;

@@ -43,7 +43,6 @@ constexpr int kTile = 64;  // query and key rows of a tile
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 
 // ---- PTX wrappers -----------------------------------------------------------------------------
 
@@ -146,6 +145,14 @@ __device__ __forceinline__ float quad_max(float v) {
 __device__ __forceinline__ float quad_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 1);
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// 2^x in one MUFU instruction (exp2f adds a range test and two multiplies to keep denormal
+// results, which a probability never needs); 2^-inf = 0.
+__device__ __forceinline__ float exp2_fast(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
 // Rows [row0, row0 + 64) of a (rows, D) matrix into a padded shared tile; rows >= n_valid become
@@ -311,7 +318,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
   float acc[D / 8][4];
 #pragma unroll
   for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // running max (log2 units) and partial sums
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // running max (raw scores) and partial sums
 
   for (int64_t x = 0; x < n_steps; ++x) {
     const int buf = int(x & 1);
@@ -342,47 +349,49 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
         mma<T>(sc[2 * np + 1], qa[ks], b[2], b[3]);
       }
     }
-    // Scale into log2 units, then mask.
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-      for (int x2 = 0; x2 < 4; ++x2) sc[nt][x2] *= p.scale_log2;
+    // Mask the raw scores. The scale folds into the exponent's multiply-add below (its max is
+    // the raw scores' max because the scale is positive: unsupported() sends other scales away).
     if (cur.masked()) {
-      const uint64_t w0 = sMask[buf * kTile + r0], w1 = sMask[buf * kTile + r0 + 8];
+      const uint64_t w0 = sMask[buf * kTile + r0] >> c0, w1 = sMask[buf * kTile + r0 + 8] >> c0;
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
         for (int x2 = 0; x2 < 2; ++x2) {
-          const int c = nt * 8 + c0 + x2;
-          if (!((w0 >> c) & 1u)) sc[nt][x2] = -INFINITY;
-          if (!((w1 >> c) & 1u)) sc[nt][2 + x2] = -INFINITY;
+          if (!((w0 >> (nt * 8 + x2)) & 1u)) sc[nt][x2] = -INFINITY;
+          if (!((w1 >> (nt * 8 + x2)) & 1u)) sc[nt][2 + x2] = -INFINITY;
         }
     }
     // The online softmax: when a row's running max grows, what was accumulated is rescaled by
-    // alpha = exp2(m_old - m_new). A row with nothing allowed yet keeps m = -inf; it subtracts 0
-    // instead (-inf - -inf would be NaN), and its p and alpha are 0 (acc and l are 0 anyway).
-    float m_use[2];
+    // alpha = 2^((m_old - m_new) scale log2 e). A row with nothing allowed yet keeps m = -inf; its
+    // exponents subtract 0 instead (-inf - -inf would be NaN), and its p and alpha are 0 (acc and l
+    // are 0 anyway). Once the max settles (most steps of a long row) alpha is 1 in every row of
+    // the warp and the rescale is skipped.
+    float m_sub[2], alpha[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float mx = -INFINITY;
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(sc[nt][2 * h], sc[nt][2 * h + 1]));
       const float m_new = fmaxf(m[h], quad_max(mx));
-      m_use[h] = m_new == -INFINITY ? 0.f : m_new;
-      const float alpha = exp2f(m[h] - m_use[h]);
+      m_sub[h] = m_new == -INFINITY ? 0.f : m_new * p.scale_log2;
+      alpha[h] = exp2_fast(m[h] * p.scale_log2 - m_sub[h]);  // exactly 1 when the max holds
       m[h] = m_new;
-      l[h] *= alpha;
+      l[h] *= alpha[h];
+    }
+    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
       for (int nt = 0; nt < D / 8; ++nt) {
-        acc[nt][2 * h] *= alpha;
-        acc[nt][2 * h + 1] *= alpha;
+        acc[nt][0] *= alpha[0];
+        acc[nt][1] *= alpha[0];
+        acc[nt][2] *= alpha[1];
+        acc[nt][3] *= alpha[1];
       }
     }
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
       for (int x2 = 0; x2 < 4; ++x2) {
-        const float pr = exp2f(sc[nt][x2] - m_use[x2 >> 1]);
+        const float pr = exp2_fast(fmaf(sc[nt][x2], p.scale_log2, -m_sub[x2 >> 1]));
         sc[nt][x2] = pr;
         l[x2 >> 1] += pr;
       }
@@ -415,7 +424,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
 #pragma unroll
     for (int nt = 0; nt < D / 8; ++nt)
       *reinterpret_cast<uint32_t*>(row + nt * 8 + c0) = pack<T>(acc[nt][2 * h] * inv, acc[nt][2 * h + 1] * inv);
-    if ((lane & 3) == 0) lse[qt.qt0 + r] = lt > 0 ? m[h] * kLn2 + logf(lt) : -INFINITY;
+    if ((lane & 3) == 0) lse[qt.qt0 + r] = lt > 0 ? m[h] * p.scale + logf(lt) : -INFINITY;
   }
 }
 
@@ -520,18 +529,32 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
           mma<T>(dp[2 * np + 1], a, b[2], b[3]);
         }
       }
-      // P = exp2(s * scale * log2 e - lse2) where allowed, dS = P (dP - delta), into sc.
-      const bool masked = cur.masked();
-      const uint64_t w0 = masked ? sMask[buf * kTile + r0] : 0, w1 = masked ? sMask[buf * kTile + r0 + 8] : 0;
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-        for (int x2 = 0; x2 < 4; ++x2) {
-          const int h = x2 >> 1, c = nt * 8 + c0 + (x2 & 1);
-          const bool ok = !masked || (((h ? w1 : w0) >> c) & 1u);
-          const float pr = ok ? exp2f(sc[nt][x2] * p.scale_log2 - lse2[h]) : 0.f;
-          sc[nt][x2] = pr * (dp[nt][x2] - delta[h]);
+      // P = 2^(s scale log2 e - lse2) where allowed, dS = P (dP - delta), into sc. Unmasked
+      // steps (the interior of a pattern) skip the mask test altogether.
+      auto to_ds = [&](auto masked_tag) {
+        constexpr bool kMasked = decltype(masked_tag)::value;
+        uint64_t w0 = 0, w1 = 0;
+        if constexpr (kMasked) {
+          w0 = sMask[buf * kTile + r0] >> c0;
+          w1 = sMask[buf * kTile + r0 + 8] >> c0;
         }
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int x2 = 0; x2 < 4; ++x2) {
+            const int h = x2 >> 1;
+            float pr = exp2_fast(fmaf(sc[nt][x2], p.scale_log2, -lse2[h]));
+            if constexpr (kMasked) {
+              if (!(((h ? w1 : w0) >> (nt * 8 + (x2 & 1))) & 1u)) pr = 0.f;
+            }
+            sc[nt][x2] = pr * (dp[nt][x2] - delta[h]);
+          }
+      };
+      if (cur.masked()) {
+        to_ds(std::true_type());
+      } else {
+        to_ds(std::false_type());
+      }
       // dQ += dS K (dS rounded to T in registers; the scale is applied once at the end).
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
@@ -696,25 +719,37 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
             mma<T>(dpt[2 * np + 1], a, b[2], b[3]);
           }
         }
-        // P^T where allowed (the mask words are per query, a bit per key) and dS^T.
+        // P^T where allowed (the mask words are per query, a bit per key) and dS^T; unmasked
+        // steps skip the mask test.
+        auto to_ds = [&](auto masked_tag) {
+          constexpr bool kMasked = decltype(masked_tag)::value;
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+          for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-          for (int x1 = 0; x1 < 2; ++x1) {
-            const int qi = qc * QC + nt * 8 + c0 + x1;
-            const float l = tLse[qi];
-            const float l2 = l == -INFINITY ? INFINITY : l * kLog2e;
-            const float dl = tDelta[qi];
-            const uint64_t qmask = masked ? tMask[qi] : ~uint64_t(0);
+            for (int x1 = 0; x1 < 2; ++x1) {
+              const int qi = qc * QC + nt * 8 + c0 + x1;
+              const float l = tLse[qi];
+              const float l2 = l == -INFINITY ? INFINITY : l * kLog2e;
+              const float dl = tDelta[qi];
+              uint64_t qmask = 0;
+              if constexpr (kMasked) qmask = tMask[qi] >> kr0;
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const int x2 = 2 * h + x1;
-              const bool ok = (qmask >> (kr0 + 8 * h)) & 1u;
-              const float pr = ok ? exp2f(st[nt][x2] * p.scale_log2 - l2) : 0.f;
-              st[nt][x2] = pr;
-              dpt[nt][x2] = pr * (dpt[nt][x2] - dl);
+              for (int h = 0; h < 2; ++h) {
+                const int x2 = 2 * h + x1;
+                float pr = exp2_fast(fmaf(st[nt][x2], p.scale_log2, -l2));
+                if constexpr (kMasked) {
+                  if (!((qmask >> (8 * h)) & 1u)) pr = 0.f;
+                }
+                st[nt][x2] = pr;
+                dpt[nt][x2] = pr * (dpt[nt][x2] - dl);
+              }
             }
-          }
+        };
+        if (masked) {
+          to_ds(std::true_type());
+        } else {
+          to_ds(std::false_type());
+        }
         // dV += P^T dO and dK += dS^T Q over the chunk's queries.
 #pragma unroll
         for (int kk = 0; kk < QC / 16; ++kk) {
@@ -803,10 +838,12 @@ void launch(Kernel kernel, unsigned grid, size_t smem, const Params& p, const ch
 
 }  // namespace
 
-const char* unsupported(const attn::BlockLayout& L, const Tensor& q, std::initializer_list<const Tensor*> others) {
+const char* unsupported(const attn::BlockLayout& L, const Tensor& q, double scale,
+                        std::initializer_list<const Tensor*> others) {
   if (const char* env = std::getenv("SPARTA_ATTENTION_KERNEL")) {
     if (std::strcmp(env, "simple") == 0) return "SPARTA_ATTENTION_KERNEL=simple";
   }
+  if (!(scale > 0)) return "the scale is not positive";
   if (q.dtype() != DType::bf16 && q.dtype() != DType::f16) return "dtype is not bf16 or f16";
   if (q.dim() != 4 || (q.shape(3) != 64 && q.shape(3) != 128)) return "head dimension is not 64 or 128";
   int n_segments = 0;

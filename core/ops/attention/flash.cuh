@@ -13,9 +13,11 @@
 namespace sparta::cuda::flash {
 
 // Why the tensor-core kernels do not run this call, or nullptr when they do. Looks at the layout,
-// q's dtype and shape, every tensor's alignment, and SPARTA_ATTENTION_KERNEL (=simple forces the
-// simple kernels, for A/B comparisons).
-const char* unsupported(const attn::BlockLayout& L, const Tensor& q, std::initializer_list<const Tensor*> others = {});
+// q's dtype and shape, every tensor's alignment, the scale (the forward's running max is over raw
+// scores, so it must be positive), and SPARTA_ATTENTION_KERNEL (=simple forces the simple kernels,
+// for A/B comparisons).
+const char* unsupported(const attn::BlockLayout& L, const Tensor& q, double scale = 1.0,
+                        std::initializer_list<const Tensor*> others = {});
 
 // One segment, on tensors in the segment's own order: q, o (B, H, N, D) with N = s.seq_len and
 // k, v (B, H, Nk, D) with Nk = s.n_keys, contiguous; lse: (B, H, N) f32 (natural log, -inf for a row
