@@ -16,6 +16,7 @@
 //
 //   bench_cuda_attention [--seq 4096 16384 65536] [--tokens 16384] [--heads 16] [--dim 64]
 //                        [--block 64] [--reps 5] [--kernel auto|simple] [--no-backward]
+//                        [--deterministic]  (the backward without atomics: core/determinism.h)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -29,6 +30,7 @@
 #include "autograd/autograd.h"
 #include "bench/cuda_timing.h"
 #include "core/cuda/runtime.h"
+#include "core/determinism.h"
 #include "core/ops.h"
 #include "core/ops/attention/attention.h"
 #include "core/storage.h"
@@ -67,14 +69,17 @@ int main(int argc, char** argv) {
   app.add_option("--kernel", kernel, "auto: the dispatch chooses; simple: force the simple kernels")
       ->check(CLI::IsMember({"auto", "simple"}));
   app.add_flag("!--no-backward", backward, "time the forward pass only");
+  bool deterministic = false;
+  app.add_flag("--deterministic", deterministic, "deterministic algorithms (the backward without atomics)");
   CLI11_PARSE(app, argc, argv);
+  set_deterministic_algorithms(deterministic);
   if (!bench::gpu_visible("bench_cuda_attention")) return 1;
   if (kernel == "simple") setenv("SPARTA_ATTENTION_KERNEL", "simple", 1);
   const Device dev = Device::cuda();
 
-  std::printf("bf16, %lld heads, head dim %lld, block %lld, batch x length = %lld tokens\n\n",
+  std::printf("bf16, %lld heads, head dim %lld, block %lld, batch x length = %lld tokens%s\n\n",
               static_cast<long long>(heads), static_cast<long long>(dim), static_cast<long long>(block),
-              static_cast<long long>(tokens));
+              static_cast<long long>(tokens), deterministic ? ", deterministic" : "");
   std::printf("| pattern | N | B | kernel | pairs | density | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s | "
               "peak MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int64_t n : lengths) {

@@ -167,6 +167,7 @@ void emit_rest(YAML::Emitter& out, const RunConfig& c) {
   out << YAML::Key << "grad_clip" << YAML::Value << number(t.grad_clip);
   out << YAML::Key << "eval_every" << YAML::Value << t.eval_every;
   out << YAML::Key << "eval_batches" << YAML::Value << t.eval_batches;
+  out << YAML::Key << "deterministic" << YAML::Value << t.deterministic;
   out << YAML::EndMap;
 
   out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
@@ -250,8 +251,8 @@ bool operator==(const ScheduleConfig& a, const ScheduleConfig& b) {
   return std::tie(a.name, a.warmup, a.min_lr) == std::tie(b.name, b.warmup, b.min_lr);
 }
 bool operator==(const TrainConfig& a, const TrainConfig& b) {
-  return std::tie(a.steps, a.batch_size, a.grad_accum, a.grad_clip, a.eval_every, a.eval_batches) ==
-         std::tie(b.steps, b.batch_size, b.grad_accum, b.grad_clip, b.eval_every, b.eval_batches);
+  return std::tie(a.steps, a.batch_size, a.grad_accum, a.grad_clip, a.eval_every, a.eval_batches, a.deterministic) ==
+         std::tie(b.steps, b.batch_size, b.grad_accum, b.grad_clip, b.eval_every, b.eval_batches, b.deterministic);
 }
 bool operator==(const LoggingConfig& a, const LoggingConfig& b) {
   return std::tie(a.every, a.tensorboard) == std::tie(b.every, b.tensorboard);

@@ -94,6 +94,9 @@ struct TrainConfig {
   double grad_clip = 1.0;     // global gradient-norm clip; 0 turns clipping off
   int64_t eval_every = 100;   // steps between evaluations; 0: never
   int64_t eval_batches = 10;  // validation batches per evaluation
+  // Bitwise-reproducible GPU runs at some speed (core/determinism.h); SPARTA_DETERMINISTIC=1 in
+  // the environment also turns it on.
+  bool deterministic = false;
 };
 
 struct LoggingConfig {

@@ -219,6 +219,7 @@ TrainConfig read_train(Section s) {
   s.read("grad_clip", t.grad_clip);
   s.read("eval_every", t.eval_every);
   s.read("eval_batches", t.eval_batches);
+  s.read("deterministic", t.deterministic);
   s.finish();
   check_positive(s, "steps", t.steps);
   check_positive(s, "batch_size", t.batch_size);

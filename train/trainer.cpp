@@ -11,6 +11,7 @@
 #include "autograd/autograd.h"
 #include "core/autocast.h"
 #include "core/cuda/runtime.h"
+#include "core/determinism.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "data/prefetch.h"
@@ -327,6 +328,7 @@ TrainResult Trainer::run() {
   const int world = s.comm->size();
   const int64_t tokens_per_step = c.train.batch_size * c.model.seq_len * c.train.grad_accum * world;
   const std::optional<DType> low = autocast_precision(c.precision);
+  if (c.train.deterministic) set_deterministic_algorithms(true);  // never turns the environment's setting off
   const auto start = std::chrono::steady_clock::now();
   EtaEstimator eta;
   int64_t consecutive_skips = 0;

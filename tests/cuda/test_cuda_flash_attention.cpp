@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 
+#include "core/determinism.h"
 #include "core/ops/attention/attention.h"
 #include "nn/attention/patterns.h"
 #include "tests/attention_cases.h"
@@ -228,17 +229,39 @@ BOOST_AUTO_TEST_CASE(flash_through_autograd_bf16, SPARTA_NEEDS_GPU) {
   check_scaled(got.dv, want.dv, t, "autograd bf16: dv");
 }
 
+// Sets deterministic_algorithms() for a scope.
+struct DeterministicScope {
+  bool before = deterministic_algorithms();
+  explicit DeterministicScope(bool on) { set_deterministic_algorithms(on); }
+  ~DeterministicScope() { set_deterministic_algorithms(before); }
+};
+
+// Deterministic mode: every output bit-identical from run to run. The default backward adds dQ
+// with atomics: o, lse, dk and dv still have one writer (bit-identical); dq agrees with the
+// deterministic pass to rounding.
 BOOST_AUTO_TEST_CASE(flash_is_deterministic, SPARTA_NEEDS_GPU) {
   for (int64_t d : {64, 128}) {
     auto L = bigbird(1, 1, 2, 5)->layout(1000, 64, 3);
     Tensor q = gpu(random_normal({2, 3, 1000, d}, DType::bf16)), k = gpu(random_normal({2, 3, 1000, d}, DType::bf16)),
            v = gpu(random_normal({2, 3, 1000, d}, DType::bf16)), g = gpu(random({2, 3, 1000, d}, DType::bf16));
-    Result a = run_primitives(q, k, v, g, L), b = run_primitives(q, k, v, g, L);
+    Result a, b, fast;
+    {
+      DeterministicScope on(true);
+      a = run_primitives(q, k, v, g, L);
+      b = run_primitives(q, k, v, g, L);
+    }
+    {
+      DeterministicScope off(false);
+      fast = run_primitives(q, k, v, g, L);
+    }
     check_exact(b.o, a.o, "o twice");
     check_exact(b.lse, a.lse, "lse twice");
     check_exact(b.dq, a.dq, "dq twice");
     check_exact(b.dk, a.dk, "dk twice");
     check_exact(b.dv, a.dv, "dv twice");
+    check_exact(fast.dk, a.dk, "dk, fused backward");
+    check_exact(fast.dv, a.dv, "dv, fused backward");
+    check_scaled(fast.dq, a.dq, tolerance(DType::bf16), "dq, fused backward against the deterministic pass");
   }
 }
 

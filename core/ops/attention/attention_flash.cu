@@ -10,7 +10,12 @@
 //             tiles that see it): each warp owns 16 keys and computes S^T = K Q^T, P^T from the
 //             saved lse, dV += P^T dO, dP^T = V dO^T, dS^T = P^T (dP^T - delta), dK += dS^T Q.
 //   dq        one CTA per query tile over its CSR list: S, P, dP = dO V^T, dS, dQ += dS K.
-// Every output tile has one writer and sums in a fixed order: deterministic, no atomics.
+//             Every output tile has one writer and sums in a fixed order: deterministic, no
+//             atomics, but S and dP are computed twice (7 tile products per step instead of 5).
+//   fused     (the default; deterministic_algorithms() selects the pair above) the dk, dv kernel
+//             also stores dS^T to shared memory, and its 4 warps compute the step's dQ = dS K,
+//             16 queries each, and add it into an f32 buffer with vector atomics (FlashAttention-2's
+//             scheme); a last pass scales and rounds the buffer into dq.
 //
 // Masks: per step (one 64 x 64 tile pair) each query row of the tile gets one 64-bit word, bit c
 // set when key c of the tile is allowed: kFull allows every key (inside the sequence), kCausal
@@ -30,8 +35,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <algorithm>
+
 #include "core/cuda/check.h"
 #include "core/cuda/types.cuh"
+#include "core/determinism.h"
 #include "core/ops/attention/flash.cuh"
 
 namespace sparta::cuda::flash {
@@ -129,6 +137,23 @@ __device__ __forceinline__ void load_b_trans(uint32_t (&r)[4], const T* tile, in
   ldmatrix_x4_trans(r, smem_u32(tile + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + dp * 16 + (lane >> 4) * 8));
 }
 
+// The A fragments of rows 16 m .. 16 m + 15, columns 16 kk .. 16 kk + 15 of A, from a tile that
+// holds A transposed (its rows are A's columns): dS for dQ = dS K, from the dk/dv kernel's dS^T.
+template <int S, typename T>
+__device__ __forceinline__ void load_a_trans(uint32_t (&a)[4], const T* tile, int m, int kk, int lane) {
+  ldmatrix_x4_trans(a, smem_u32(tile + (kk * 16 + (lane & 7) + (lane >> 4) * 8) * S + m * 16 + ((lane >> 3) & 1) * 8));
+}
+
+// dst[0..1] += v[0..1] in global memory, one vector atomic where the GPU has it.
+__device__ __forceinline__ void atomic_add2(float* dst, float v0, float v1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float2*>(dst), make_float2(v0, v1));
+#else
+  atomicAdd(dst, v0);
+  atomicAdd(dst + 1, v1);
+#endif
+}
+
 // The A fragment of columns 16 kk .. 16 kk + 15 from an accumulator of 8-column n-tiles.
 template <typename T, int NT>
 __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c)[NT][4], int kk) {
@@ -214,6 +239,7 @@ struct Params {
   void *o, *dq, *dk, *dv;
   const float *lse_in, *delta;
   float* lse_out;
+  float* dq_acc;  // the fused backward's f32 dQ sums (unscaled), (B, H, N, D), zeroed before
   int64_t H, N, Nk;  // N: query rows (q, o, dq, lse, delta); Nk: key rows (k, v, dk, dv)
   float scale, scale_log2;  // scale_log2 = scale * log2(e)
 };
@@ -593,13 +619,15 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
 template <int D>
 constexpr int kChunkQ = D <= 64 ? 64 : 32;
 
-template <typename T, int D>
+template <typename T, int D, bool kDq>
 constexpr size_t dkdv_smem() {
-  return size_t(6 * kTile * (D + 8)) * sizeof(T) + 2 * kTile * (2 * sizeof(float) + sizeof(uint64_t));
+  return size_t(6 * kTile * (D + 8)) * sizeof(T) + 2 * kTile * (2 * sizeof(float) + sizeof(uint64_t)) +
+         (kDq ? size_t(kTile * (kTile + 8)) * sizeof(T) : 0);
 }
 
-// dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list.
-template <typename T, int D>
+// dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list;
+// kDq: also p.dq_acc += dS K for each of those query tiles.
+template <typename T, int D, bool kDq>
 __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
   constexpr int S = D + 8, KS = D / 16, QC = kChunkQ<D>, NT = QC / 8;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -610,6 +638,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
   float* sLse = reinterpret_cast<float*>(sdO + 2 * kTile * S);  // [2][64]
   float* sDelta = sLse + 2 * kTile;                              // [2][64]
   uint64_t* sMask = reinterpret_cast<uint64_t*>(sDelta + 2 * kTile);  // [2][64]
+  T* sdS = reinterpret_cast<T*>(sMask + 2 * kTile);  // kDq: [64 keys][64 + 8 queries], dS^T
 
   const Segment& s = p.s;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -750,6 +779,14 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
         } else {
           to_ds(std::false_type());
         }
+        if constexpr (kDq) {  // dS^T as T, the values dK's product below rounds to as well
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              *reinterpret_cast<uint32_t*>(sdS + (kr0 + 8 * h) * (kTile + 8) + qc * QC + nt * 8 + c0) =
+                  pack<T>(dpt[nt][2 * h], dpt[nt][2 * h + 1]);
+        }
         // dV += P^T dO and dK += dS^T Q over the chunk's queries.
 #pragma unroll
         for (int kk = 0; kk < QC / 16; ++kk) {
@@ -765,6 +802,38 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
             load_b_trans<S>(b, tQ + qc * QC * S, kk, d2, lane);
             mma<T>(gk[2 * d2], da, b[0], b[1]);
             mma<T>(gk[2 * d2 + 1], da, b[2], b[3]);
+          }
+        }
+      }
+      if constexpr (kDq) {
+        // dQ of the step's query tile: warp w takes queries 16 w .. 16 w + 15 over all 64 keys,
+        // 64 columns of D at a time (bounds the live accumulators), and adds them into dq_acc.
+        __syncthreads();  // every warp's dS^T rows are in sdS
+        float* dq_rows = p.dq_acc + bh * p.N * D + cur.qt0 * D;
+        const int q0 = w * 16 + (lane >> 2);
+#pragma unroll
+        for (int half = 0; half < D / 64; ++half) {
+          float dqa[8][4];
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt) dqa[nt][0] = dqa[nt][1] = dqa[nt][2] = dqa[nt][3] = 0.f;
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk) {
+            uint32_t a[4];
+            load_a_trans<kTile + 8>(a, sdS, w, kk, lane);
+#pragma unroll
+            for (int d2 = 0; d2 < 4; ++d2) {
+              uint32_t b[4];
+              load_b_trans<S>(b, sK, kk, half * 4 + d2, lane);
+              mma<T>(dqa[2 * d2], a, b[0], b[1]);
+              mma<T>(dqa[2 * d2 + 1], a, b[2], b[3]);
+            }
+          }
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            if (q0 + 8 * h >= cur.q_len) continue;
+            float* row = dq_rows + (q0 + 8 * h) * D + half * 64 + c0;
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) atomic_add2(row + nt * 8, dqa[nt][2 * h], dqa[nt][2 * h + 1]);
           }
         }
       }
@@ -786,6 +855,18 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
           pack<T>(gk[nt][2 * h] * p.scale, gk[nt][2 * h + 1] * p.scale);
       *reinterpret_cast<uint32_t*>(vrow + nt * 8 + c0) = pack<T>(gv[nt][2 * h], gv[nt][2 * h + 1]);
     }
+  }
+}
+
+// dq = T(scale * acc), n elements (a multiple of 4: D is).
+template <typename T>
+__global__ void dq_from_acc_kernel(int64_t n, float scale, const float* __restrict__ acc, T* __restrict__ dq) {
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n; i += int64_t(gridDim.x) * blockDim.x * 4) {
+    const float4 a = *reinterpret_cast<const float4*>(acc + i);
+    uint2 out;
+    out.x = pack<T>(a.x * scale, a.y * scale);
+    out.y = pack<T>(a.z * scale, a.w * scale);
+    *reinterpret_cast<uint2*>(dq + i) = out;
   }
 }
 
@@ -895,8 +976,19 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
   dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
-    launch(dkdv_kernel<T, D>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D>(), p, op);
-    launch(dq_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), dq_smem<T, D>(), p, op);
+    if (deterministic_algorithms()) {
+      launch(dkdv_kernel<T, D, false>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, false>(), p, op);
+      launch(dq_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), dq_smem<T, D>(), p, op);
+      return;
+    }
+    const int64_t n = sh.B * sh.H * sh.N * D;
+    Tensor acc = Tensor::empty({n}, DType::f32, q.device());
+    p.dq_acc = static_cast<float*>(acc.data_ptr());
+    SPARTA_CUDA_CHECK(op, cudaMemsetAsync(p.dq_acc, 0, size_t(n) * sizeof(float), stream()));
+    launch(dkdv_kernel<T, D, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, true>(), p, op);
+    const int64_t blocks = std::min<int64_t>((n / 4 + 255) / 256, 132 * 16);
+    dq_from_acc_kernel<T><<<unsigned(blocks), 256, 0, stream()>>>(n, p.scale, p.dq_acc, static_cast<T*>(dq.data_ptr()));
+    SPARTA_CUDA_LAUNCH_CHECK(op);
   });
 }
 
