@@ -62,6 +62,12 @@ struct KernelOverride {
   ~KernelOverride() { unsetenv("SPARTA_ATTENTION_KERNEL"); }
 };
 
+// Sets SPARTA_FLASH_WGMMA for the guard's lifetime ("0": the mma.sync kernels on Hopper too).
+struct WgmmaOverride {
+  explicit WgmmaOverride(const char* value) { setenv("SPARTA_FLASH_WGMMA", value, 1); }
+  ~WgmmaOverride() { unsetenv("SPARTA_FLASH_WGMMA"); }
+};
+
 double max_abs(const Tensor& t) {
   double m = 0;
   for (double x : t.to_vector<double>()) m = std::max(m, std::abs(x));
@@ -167,6 +173,15 @@ BOOST_AUTO_TEST_CASE(flash_matches_cpu_and_simple_long_ragged, SPARTA_NEEDS_GPU)
   for (const PatternCase& c : fast_cases(4099)) check_case(c, 2, 3, 4099, 64, 128, DType::f16);
   check_case({"dense causal", dense_causal()}, 2, 3, 4099, 64, 128, DType::bf16);
   check_case({"dense causal", dense_causal()}, 2, 3, 4096, 64, 64, DType::f16);
+}
+
+// On an sm_90 GPU head dim 64 runs the wgmma kernels; the mma.sync ones (every other GPU, and
+// head dim 128) must stay right at head dim 64 too.
+BOOST_AUTO_TEST_CASE(flash_mma_sync_kernels_at_head_dim_64, SPARTA_NEEDS_GPU) {
+  WgmmaOverride off("0");
+  for (DType dt : {DType::bf16, DType::f16})
+    for (const PatternCase& c : fast_cases(1000)) check_case(c, 2, 3, 1000, 64, 64, dt);
+  for (const PatternCase& c : segmented_cases(64)) check_case(c, 1, 2, 1537, 64, 64, DType::bf16);
 }
 
 BOOST_AUTO_TEST_CASE(flash_matches_cpu_and_simple_block_128, SPARTA_NEEDS_GPU) {

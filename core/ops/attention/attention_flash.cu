@@ -180,18 +180,94 @@ __device__ __forceinline__ float exp2_fast(float x) {
   return y;
 }
 
+// ---- wgmma (sm_90a) ---------------------------------------------------------------------------
+// Hopper's warpgroup MMA: the CTA's 4 warps issue one m64n64k16 product together; B (and A, when
+// not in registers) is read from shared memory through a descriptor, once per warpgroup rather
+// than once per warp as ldmatrix does. Accumulators and register A fragments have the layouts of
+// mma.m16n8k16 (warp w holds rows 16 w ..), so the softmax code is the same for both paths.
+// Tiles for wgmma are 64 rows of 128 bytes (D = 64), 1024-byte aligned, with the 128-byte swizzle:
+// 16-byte chunk c of row r sits at chunk c ^ (r % 8) of that row.
+
+__device__ __forceinline__ uint32_t swizzle_offset(int r, int byte_col) {
+  return uint32_t(r * 128 + ((((byte_col >> 4) ^ r) & 7) << 4) + (byte_col & 15));
+}
+
+// The descriptor of a swizzled tile: K-major operands (rows are M or N, the 64 columns K) step K by
+// adding 32 bytes per 16 columns; MN-major ones (rows are K) step K by 16 rows, 2048 bytes. The
+// stride between 8-row groups is 1024 bytes; the leading offset is unused for one 64-column tile.
+__device__ __forceinline__ uint64_t wg_desc(uint32_t smem_addr) {
+  return uint64_t((smem_addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// Makes this thread's generic-proxy writes to shared memory (st.shared, cp.async) visible to the
+// async proxy that wgmma reads through; a barrier must follow before the wgmma.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+
+// d (64 x 64, f32) += A B, A and B in shared memory. TA / TB: 1 when that operand is MN-major.
+template <typename T, int TA, int TB>
+__device__ __forceinline__ void wg_mma_ss(float (&d)[8][4], uint64_t da, uint64_t db) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %35, %36;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
+  } else {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %35, %36;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
+  }
+#else
+  __trap();
+#endif
+}
+
+// d (64 x 64, f32) += A B, A in registers (the mma.m16n8k16 A fragment of the warp's 16 rows), B
+// in shared memory. TB: 1 when B is MN-major.
+template <typename T, int TB>
+__device__ __forceinline__ void wg_mma_rs(float (&d)[8][4], const uint32_t (&a)[4], uint64_t db) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1), "n"(TB));
+  } else {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1), "n"(TB));
+  }
+#else
+  __trap();
+#endif
+}
+
 // Rows [row0, row0 + 64) of a (rows, D) matrix into a padded shared tile; rows >= n_valid become
 // zeros (no NaN from stale shared memory can reach a product). `safe`: any valid address.
-template <int D, typename T>
+// kWg: into a swizzled wgmma tile instead (D = 64).
+template <int D, bool kWg = false, typename T>
 __device__ __forceinline__ void load_tile(T* tile, const T* rows, int n_valid, const T* safe, int tid) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row; consecutive threads, consecutive chunks
   static_assert(kTile * kChunks % kThreads == 0);
+  static_assert(!kWg || D == 64);
 #pragma unroll
   for (int it = 0; it < kTile * kChunks / kThreads; ++it) {
     const int x = tid + it * kThreads, r = x / kChunks, c = x % kChunks;
     const bool ok = r < n_valid;
-    cp_async16(smem_u32(tile + r * (D + 8) + c * 8), ok ? rows + int64_t(r) * D + c * 8 : safe, ok);
+    const uint32_t dst = kWg ? smem_u32(tile) + swizzle_offset(r, c * 16) : smem_u32(tile + r * (D + 8) + c * 8);
+    cp_async16(dst, ok ? rows + int64_t(r) * D + c * 8 : safe, ok);
   }
+}
+
+// The first 1024-byte aligned address at or after p (wgmma's swizzled tiles need it).
+__device__ __forceinline__ unsigned char* align_1024(unsigned char* p) {
+  return p + ((1024 - (smem_u32(p) & 1023)) & 1023);
 }
 
 __device__ __forceinline__ int clamp_len(int64_t n) { return n < 0 ? 0 : n > kTile ? kTile : int(n); }
@@ -284,16 +360,22 @@ struct QueryTile {
 
 // ---- forward ----------------------------------------------------------------------------------
 
-template <typename T, int D>
+// Row stride of the kernels' shared tiles, in elements: padded for ldmatrix, 64 for wgmma.
+template <int D, bool kWg>
+constexpr int kStride = kWg ? D : D + 8;
+
+template <typename T, int D, bool kWg>
 constexpr size_t forward_smem() {
-  return size_t(5 * kTile * (D + 8)) * sizeof(T) + 2 * kTile * sizeof(uint64_t);
+  return size_t(5 * kTile * kStride<D, kWg>) * sizeof(T) + 2 * kTile * sizeof(uint64_t) + (kWg ? 1024 : 0);
 }
 
 // q, k, v, o: (B, H, N, D); lse: (B, H, N). Grid: B * H * ceil(N / 64) CTAs of 128 threads.
-template <typename T, int D>
+// kWg: the products on wgmma (sm_90a, D = 64), Q read from shared memory at every step.
+template <typename T, int D, bool kWg>
 __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
-  constexpr int S = D + 8, KS = D / 16;
-  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int S = kStride<D, kWg>, KS = D / 16;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
   T* sQ = reinterpret_cast<T*>(smem);
   T* sK = sQ + kTile * S;      // [2][64][S]
   T* sV = sK + 2 * kTile * S;  // [2][64][S]
@@ -324,22 +406,24 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
   }
 
   auto prefetch = [&](const Step& st, int buf) -> uint64_t {
-    load_tile<D>(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k, tid);
-    load_tile<D>(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v, tid);
+    load_tile<D, kWg>(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k, tid);
+    load_tile<D, kWg>(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v, tid);
     cp_async_commit();
     return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
   };
 
-  load_tile<D>(sQ, q + qt.qt0 * D, qt.q_len, q, tid);
+  load_tile<D, kWg>(sQ, q + qt.qt0 * D, qt.q_len, q, tid);
   cp_async_commit();
   Step cur = qt.step(s, first, 0);
   const uint64_t word0 = prefetch(cur, 0);
   if (tid < kTile) sMask[tid] = word0;
   cp_async_wait<1>();  // Q has landed (step 0 may still be in flight)
   __syncthreads();
-  uint32_t qa[KS][4];
+  uint32_t qa[kWg ? 1 : KS][4];  // wgmma reads Q from shared memory instead
+  if constexpr (!kWg) {
 #pragma unroll
-  for (int ks = 0; ks < KS; ++ks) load_a<S>(qa[ks], sQ, w, ks, lane);
+    for (int ks = 0; ks < KS; ++ks) load_a<S>(qa[ks], sQ, w, ks, lane);
+  }
 
   float acc[D / 8][4];
 #pragma unroll
@@ -357,6 +441,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
     } else {
       cp_async_wait<0>();
     }
+    if constexpr (kWg) fence_proxy_async();
     __syncthreads();
     const T* tK = sK + buf * kTile * S;
     const T* tV = sV + buf * kTile * S;
@@ -365,14 +450,23 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
     float sc[8][4];
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+    if constexpr (kWg) {
+      wg_fence();
 #pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
+      for (int ks = 0; ks < KS; ++ks)
+        wg_mma_ss<T, 0, 0>(sc, wg_desc(smem_u32(sQ) + 32 * ks), wg_desc(smem_u32(tK) + 32 * ks));
+      wg_commit();
+      wg_wait_all();
+    } else {
 #pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        uint32_t b[4];
-        load_b<S>(b, tK, np, ks, lane);
-        mma<T>(sc[2 * np], qa[ks], b[0], b[1]);
-        mma<T>(sc[2 * np + 1], qa[ks], b[2], b[3]);
+      for (int ks = 0; ks < KS; ++ks) {
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t b[4];
+          load_b<S>(b, tK, np, ks, lane);
+          mma<T>(sc[2 * np], qa[ks], b[0], b[1]);
+          mma<T>(sc[2 * np + 1], qa[ks], b[2], b[3]);
+        }
       }
     }
     // Mask the raw scores. The scale folds into the exponent's multiply-add below (its max is
@@ -422,16 +516,27 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
         l[x2 >> 1] += pr;
       }
     // O += P V, P rounded to T in registers.
+    if constexpr (kWg) {
+      uint32_t pa[4][4];
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      uint32_t pa[4];
-      acc_to_a<T>(pa, sc, kk);
+      for (int kk = 0; kk < 4; ++kk) acc_to_a<T>(pa[kk], sc, kk);
+      wg_fence();
 #pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t b[4];
-        load_b_trans<S>(b, tV, kk, dp, lane);
-        mma<T>(acc[2 * dp], pa, b[0], b[1]);
-        mma<T>(acc[2 * dp + 1], pa, b[2], b[3]);
+      for (int kk = 0; kk < 4; ++kk) wg_mma_rs<T, 1>(acc, pa[kk], wg_desc(smem_u32(tV) + 2048 * kk));
+      wg_commit();
+      wg_wait_all();
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t pa[4];
+        acc_to_a<T>(pa, sc, kk);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t b[4];
+          load_b_trans<S>(b, tV, kk, dp, lane);
+          mma<T>(acc[2 * dp], pa, b[0], b[1]);
+          mma<T>(acc[2 * dp + 1], pa, b[2], b[3]);
+        }
       }
     }
     // The next step's mask slot was last read by step x - 1, before this step's first barrier.
@@ -619,18 +724,21 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
 template <int D>
 constexpr int kChunkQ = D <= 64 ? 64 : 32;
 
-template <typename T, int D, bool kDq>
+template <typename T, int D, bool kDq, bool kWg = false>
 constexpr size_t dkdv_smem() {
-  return size_t(6 * kTile * (D + 8)) * sizeof(T) + 2 * kTile * (2 * sizeof(float) + sizeof(uint64_t)) +
-         (kDq ? size_t(kTile * (kTile + 8)) * sizeof(T) : 0);
+  return size_t(6 * kTile * kStride<D, kWg>) * sizeof(T) + 2 * kTile * (2 * sizeof(float) + sizeof(uint64_t)) +
+         (kDq ? size_t(kTile * kStride<kTile, kWg>) * sizeof(T) : 0) + (kWg ? 1024 : 0);
 }
 
 // dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list;
-// kDq: also p.dq_acc += dS K for each of those query tiles.
-template <typename T, int D, bool kDq>
+// kDq: also p.dq_acc += dS K for each of those query tiles. kWg: the five products on wgmma
+// (sm_90a, D = 64, with kDq).
+template <typename T, int D, bool kDq, bool kWg = false>
 __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
-  constexpr int S = D + 8, KS = D / 16, QC = kChunkQ<D>, NT = QC / 8;
-  extern __shared__ __align__(16) unsigned char smem[];
+  static_assert(!kWg || (D == 64 && kDq));
+  constexpr int S = kStride<D, kWg>, KS = D / 16, QC = kChunkQ<D>, NT = QC / 8, SDS = kStride<kTile, kWg>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
   T* sK = reinterpret_cast<T*>(smem);
   T* sV = sK + kTile * S;
   T* sQ = sV + kTile * S;       // [2][64][S]
@@ -638,7 +746,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
   float* sLse = reinterpret_cast<float*>(sdO + 2 * kTile * S);  // [2][64]
   float* sDelta = sLse + 2 * kTile;                              // [2][64]
   uint64_t* sMask = reinterpret_cast<uint64_t*>(sDelta + 2 * kTile);  // [2][64]
-  T* sdS = reinterpret_cast<T*>(sMask + 2 * kTile);  // kDq: [64 keys][64 + 8 queries], dS^T
+  T* sdS = reinterpret_cast<T*>(sMask + 2 * kTile);  // kDq: [64 keys][SDS], dS^T (1024-aligned)
 
   const Segment& s = p.s;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -675,8 +783,8 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
     return st;
   };
   auto prefetch = [&](const Step& st, int buf) -> uint64_t {
-    load_tile<D>(sQ + buf * kTile * S, q + st.qt0 * D, st.q_len, q, tid);
-    load_tile<D>(sdO + buf * kTile * S, dout + st.qt0 * D, st.q_len, dout, tid);
+    load_tile<D, kWg>(sQ + buf * kTile * S, q + st.qt0 * D, st.q_len, q, tid);
+    load_tile<D, kWg>(sdO + buf * kTile * S, dout + st.qt0 * D, st.q_len, dout, tid);
     if (tid < kTile) {
       cp_async4(smem_u32(sLse + buf * kTile + tid), tid < st.q_len ? lse + st.qt0 + tid : lse, tid < st.q_len);
     } else {
@@ -694,8 +802,8 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
     for (int x2 = 0; x2 < 4; ++x2) gk[nt][x2] = gv[nt][x2] = 0.f;
 
   if (n_steps > 0) {
-    load_tile<D>(sK, k + kt0 * D, kv_len, k, tid);
-    load_tile<D>(sV, v + kt0 * D, kv_len, v, tid);
+    load_tile<D, kWg>(sK, k + kt0 * D, kv_len, k, tid);
+    load_tile<D, kWg>(sV, v + kt0 * D, kv_len, v, tid);
     cp_async_commit();
     Step cur = step(0);
     const uint64_t word0 = prefetch(cur, 0);
@@ -712,6 +820,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
       } else {
         cp_async_wait<0>();
       }
+      if constexpr (kWg) fence_proxy_async();
       __syncthreads();
       const T* tQ = sQ + buf * kTile * S;
       const T* tdO = sdO + buf * kTile * S;
@@ -728,24 +837,35 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
           for (int x2 = 0; x2 < 4; ++x2) st[nt][x2] = dpt[nt][x2] = 0.f;
+        if constexpr (kWg) {
+          wg_fence();
 #pragma unroll
-        for (int ks = 0; ks < KS; ++ks) {
-          uint32_t a[4];
-          load_a<S>(a, sK, w, ks, lane);
-#pragma unroll
-          for (int np = 0; np < NT / 2; ++np) {
-            uint32_t b[4];
-            load_b<S>(b, tQ + qc * QC * S, np, ks, lane);
-            mma<T>(st[2 * np], a, b[0], b[1]);
-            mma<T>(st[2 * np + 1], a, b[2], b[3]);
+          for (int ks = 0; ks < KS; ++ks) {
+            wg_mma_ss<T, 0, 0>(st, wg_desc(smem_u32(sK) + 32 * ks), wg_desc(smem_u32(tQ) + 32 * ks));
+            wg_mma_ss<T, 0, 0>(dpt, wg_desc(smem_u32(sV) + 32 * ks), wg_desc(smem_u32(tdO) + 32 * ks));
           }
-          load_a<S>(a, sV, w, ks, lane);
+          wg_commit();
+          wg_wait_all();
+        } else {
 #pragma unroll
-          for (int np = 0; np < NT / 2; ++np) {
-            uint32_t b[4];
-            load_b<S>(b, tdO + qc * QC * S, np, ks, lane);
-            mma<T>(dpt[2 * np], a, b[0], b[1]);
-            mma<T>(dpt[2 * np + 1], a, b[2], b[3]);
+          for (int ks = 0; ks < KS; ++ks) {
+            uint32_t a[4];
+            load_a<S>(a, sK, w, ks, lane);
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+              uint32_t b[4];
+              load_b<S>(b, tQ + qc * QC * S, np, ks, lane);
+              mma<T>(st[2 * np], a, b[0], b[1]);
+              mma<T>(st[2 * np + 1], a, b[2], b[3]);
+            }
+            load_a<S>(a, sV, w, ks, lane);
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+              uint32_t b[4];
+              load_b<S>(b, tdO + qc * QC * S, np, ks, lane);
+              mma<T>(dpt[2 * np], a, b[0], b[1]);
+              mma<T>(dpt[2 * np + 1], a, b[2], b[3]);
+            }
           }
         }
         // P^T where allowed (the mask words are per query, a bit per key) and dS^T; unmasked
@@ -783,31 +903,52 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-            for (int h = 0; h < 2; ++h)
-              *reinterpret_cast<uint32_t*>(sdS + (kr0 + 8 * h) * (kTile + 8) + qc * QC + nt * 8 + c0) =
-                  pack<T>(dpt[nt][2 * h], dpt[nt][2 * h + 1]);
+            for (int h = 0; h < 2; ++h) {
+              const int r = kr0 + 8 * h, c = qc * QC + nt * 8 + c0;
+              T* at = kWg ? reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(sdS) + swizzle_offset(r, 2 * c))
+                          : sdS + r * SDS + c;
+              *reinterpret_cast<uint32_t*>(at) = pack<T>(dpt[nt][2 * h], dpt[nt][2 * h + 1]);
+            }
         }
         // dV += P^T dO and dK += dS^T Q over the chunk's queries.
+        if constexpr (kWg) {
+          uint32_t pa[4][4], da[4][4];
 #pragma unroll
-        for (int kk = 0; kk < QC / 16; ++kk) {
-          uint32_t pa[4], da[4];
-          acc_to_a<T>(pa, st, kk);
-          acc_to_a<T>(da, dpt, kk);
+          for (int kk = 0; kk < 4; ++kk) {
+            acc_to_a<T>(pa[kk], st, kk);
+            acc_to_a<T>(da[kk], dpt, kk);
+          }
+          wg_fence();
 #pragma unroll
-          for (int d2 = 0; d2 < D / 16; ++d2) {
-            uint32_t b[4];
-            load_b_trans<S>(b, tdO + qc * QC * S, kk, d2, lane);
-            mma<T>(gv[2 * d2], pa, b[0], b[1]);
-            mma<T>(gv[2 * d2 + 1], pa, b[2], b[3]);
-            load_b_trans<S>(b, tQ + qc * QC * S, kk, d2, lane);
-            mma<T>(gk[2 * d2], da, b[0], b[1]);
-            mma<T>(gk[2 * d2 + 1], da, b[2], b[3]);
+          for (int kk = 0; kk < 4; ++kk) {
+            wg_mma_rs<T, 1>(gv, pa[kk], wg_desc(smem_u32(tdO) + 2048 * kk));
+            wg_mma_rs<T, 1>(gk, da[kk], wg_desc(smem_u32(tQ) + 2048 * kk));
+          }
+          wg_commit();
+          wg_wait_all();
+        } else {
+#pragma unroll
+          for (int kk = 0; kk < QC / 16; ++kk) {
+            uint32_t pa[4], da[4];
+            acc_to_a<T>(pa, st, kk);
+            acc_to_a<T>(da, dpt, kk);
+#pragma unroll
+            for (int d2 = 0; d2 < D / 16; ++d2) {
+              uint32_t b[4];
+              load_b_trans<S>(b, tdO + qc * QC * S, kk, d2, lane);
+              mma<T>(gv[2 * d2], pa, b[0], b[1]);
+              mma<T>(gv[2 * d2 + 1], pa, b[2], b[3]);
+              load_b_trans<S>(b, tQ + qc * QC * S, kk, d2, lane);
+              mma<T>(gk[2 * d2], da, b[0], b[1]);
+              mma<T>(gk[2 * d2 + 1], da, b[2], b[3]);
+            }
           }
         }
       }
       if constexpr (kDq) {
         // dQ of the step's query tile: warp w takes queries 16 w .. 16 w + 15 over all 64 keys,
         // 64 columns of D at a time (bounds the live accumulators), and adds them into dq_acc.
+        if constexpr (kWg) fence_proxy_async();
         __syncthreads();  // every warp's dS^T rows are in sdS
         float* dq_rows = p.dq_acc + bh * p.N * D + cur.qt0 * D;
         const int q0 = w * 16 + (lane >> 2);
@@ -816,16 +957,25 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
           float dqa[8][4];
 #pragma unroll
           for (int nt = 0; nt < 8; ++nt) dqa[nt][0] = dqa[nt][1] = dqa[nt][2] = dqa[nt][3] = 0.f;
+          if constexpr (kWg) {  // A = dS from dS^T (M-major), B = K (N-major): both transposed
+            wg_fence();
 #pragma unroll
-          for (int kk = 0; kk < 4; ++kk) {
-            uint32_t a[4];
-            load_a_trans<kTile + 8>(a, sdS, w, kk, lane);
+            for (int kk = 0; kk < 4; ++kk)
+              wg_mma_ss<T, 1, 1>(dqa, wg_desc(smem_u32(sdS) + 2048 * kk), wg_desc(smem_u32(sK) + 2048 * kk));
+            wg_commit();
+            wg_wait_all();
+          } else {
 #pragma unroll
-            for (int d2 = 0; d2 < 4; ++d2) {
-              uint32_t b[4];
-              load_b_trans<S>(b, sK, kk, half * 4 + d2, lane);
-              mma<T>(dqa[2 * d2], a, b[0], b[1]);
-              mma<T>(dqa[2 * d2 + 1], a, b[2], b[3]);
+            for (int kk = 0; kk < 4; ++kk) {
+              uint32_t a[4];
+              load_a_trans<SDS>(a, sdS, w, kk, lane);
+#pragma unroll
+              for (int d2 = 0; d2 < 4; ++d2) {
+                uint32_t b[4];
+                load_b_trans<S>(b, sK, kk, half * 4 + d2, lane);
+                mma<T>(dqa[2 * d2], a, b[0], b[1]);
+                mma<T>(dqa[2 * d2 + 1], a, b[2], b[3]);
+              }
             }
           }
 #pragma unroll
@@ -909,6 +1059,18 @@ void dispatch(DType dt, int64_t D, const char* op, F&& f) {
   SPARTA_FAIL(op, "no tensor-core kernel for ", dtype_name(dt));
 }
 
+// Whether this call runs the wgmma kernels: head dim 64 on a compute capability 9.0 device (the
+// build's sm_90a code), unless SPARTA_FLASH_WGMMA=0 (for A/B comparisons).
+bool use_wgmma(int64_t D) {
+  if (D != 64) return false;
+  if (const char* v = std::getenv("SPARTA_FLASH_WGMMA"); v != nullptr && v[0] == '0') return false;
+  int dev = 0, major = 0, minor = 0;
+  SPARTA_CUDA_CHECK("sparse_attention", cudaGetDevice(&dev));
+  SPARTA_CUDA_CHECK("sparse_attention", cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  SPARTA_CUDA_CHECK("sparse_attention", cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  return major == 9 && minor == 0;
+}
+
 template <typename Kernel>
 void launch(Kernel kernel, unsigned grid, size_t smem, const Params& p, const char* op) {
   // Above 48 KiB a kernel must opt in to its dynamic shared memory (per device: set every launch).
@@ -955,7 +1117,13 @@ void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, c
   dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
-    launch(forward_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D>(), p, op);
+    if constexpr (D == 64) {
+      if (use_wgmma(D)) {
+        launch(forward_kernel<T, D, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, true>(), p, op);
+        return;
+      }
+    }
+    launch(forward_kernel<T, D, false>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, false>(), p, op);
   });
 }
 
@@ -985,7 +1153,12 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
     Tensor acc = Tensor::empty({n}, DType::f32, q.device());
     p.dq_acc = static_cast<float*>(acc.data_ptr());
     SPARTA_CUDA_CHECK(op, cudaMemsetAsync(p.dq_acc, 0, size_t(n) * sizeof(float), stream()));
-    launch(dkdv_kernel<T, D, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, true>(), p, op);
+    bool wg = false;
+    if constexpr (D == 64) {
+      if ((wg = use_wgmma(D)))
+        launch(dkdv_kernel<T, D, true, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, true, true>(), p, op);
+    }
+    if (!wg) launch(dkdv_kernel<T, D, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, true>(), p, op);
     const int64_t blocks = std::min<int64_t>((n / 4 + 255) / 256, 132 * 16);
     dq_from_acc_kernel<T><<<unsigned(blocks), 256, 0, stream()>>>(n, p.scale, p.dq_acc, static_cast<T*>(dq.data_ptr()));
     SPARTA_CUDA_LAUNCH_CHECK(op);
