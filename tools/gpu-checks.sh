@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gpu-checks.sh [tests|bench|attention|train8k|all] — on the lent GPU machine: runs the staged CUDA
 # parity tests and the GPU benchmarks, writing logs to $OUT (or ./gpu-out). How to stage and send:
-# docs/gpu.md. attention: the attention and decode benchmarks with PyTorch's decode beside them;
+# docs/gpu.md. attention: the attention and decode benchmarks with PyTorch's SDPA and decode beside them;
 # train8k: issue 6's training comparison (T=8192, 8 layers, d_model 512, batch 4, bf16) by pattern.
 set -uo pipefail
 what=${1:-all}
@@ -32,6 +32,8 @@ if [[ $what == bench || $what == attention || $what == all ]]; then
   done
   timeout 200 python3 bench/pytorch_decode.py > "$out/pytorch_decode.txt" 2>&1; echo "pytorch_decode rc=$?"
   cat "$out/pytorch_decode.txt"
+  timeout 200 python3 bench/pytorch_attention.py > "$out/pytorch_attention.txt" 2>&1; echo "pytorch_attention rc=$?"
+  cat "$out/pytorch_attention.txt"
 fi
 if [[ $what == train8k ]]; then
   shape=(--seq 8192 --layers 8 --d-model 512 --heads 8 --batch 4 --vocab 256)

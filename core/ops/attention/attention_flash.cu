@@ -734,7 +734,7 @@ constexpr size_t dkdv_smem() {
 // kDq: also p.dq_acc += dS K for each of those query tiles. kWg: the five products on wgmma
 // (sm_90a, D = 64, with kDq).
 template <typename T, int D, bool kDq, bool kWg = false>
-__global__ void __launch_bounds__(kThreads) dkdv_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Params p) {
   static_assert(!kWg || (D == 64 && kDq));
   constexpr int S = kStride<D, kWg>, KS = D / 16, QC = kChunkQ<D>, NT = QC / 8, SDS = kStride<kTile, kWg>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
