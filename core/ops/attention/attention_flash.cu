@@ -281,14 +281,14 @@ struct QueryTile {
   }
   // Step x of the CSR row: entry first_entry + x / (block_k / 64), key tile x % (block_k / 64).
   __device__ Step step(const Segment& s, int64_t first_entry, int64_t x) const {
-    const int kt = int(s.block_k / kTile);
+    const int kt = s.block_k == 2 * kTile ? 1 : 0;  // log2 of the tiles per block (blocks are 64 or 128)
     Step st;
-    st.e = first_entry + x / kt;
+    st.e = first_entry + (x >> kt);
     st.i = i;
     st.j = s.col_idx[st.e];
     st.qt0 = qt0;
     st.q_len = q_len;
-    st.kt0 = st.j * s.block_k + (x % kt) * kTile;
+    st.kt0 = st.j * s.block_k + (x & kt) * kTile;
     st.kv_len = clamp_len(min((st.j + 1) * s.block_k, s.n_keys) - st.kt0);
     st.kind = s.kind[st.e];
     return st;
@@ -357,6 +357,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
   cp_async_wait<1>();  // Q has landed (step 0 may still be in flight)
   __syncthreads();
   uint32_t qa[kWg ? 1 : KS][4];  // wgmma reads Q from shared memory instead
+  // wgmma descriptors, computed once: a step adds whole tiles and 16-column or 16-row offsets.
+  const uint64_t dQ = kWg ? wg_desc(smem_u32(sQ)) : 0, dK0 = kWg ? wg_desc(smem_u32(sK)) : 0,
+                 dV0 = kWg ? wg_desc(smem_u32(sV)) : 0;
   if constexpr (!kWg) {
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) load_a<S>(qa[ks], sQ, w, ks, lane);
@@ -388,10 +391,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
     if constexpr (kWg) {
+      const uint64_t dK = dK0 + buf * kDescTile;
       wg_fence();
 #pragma unroll
-      for (int ks = 0; ks < KS; ++ks)
-        wg_mma_ss<T, 0, 0>(sc, wg_desc(smem_u32(sQ) + 32 * ks), wg_desc(smem_u32(tK) + 32 * ks));
+      for (int ks = 0; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(sc, dQ + ks * kDescK16, dK + ks * kDescK16);
       wg_commit();
       wg_wait_all();
     } else {
@@ -457,9 +460,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
       uint32_t pa[4][4];
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) acc_to_a<T>(pa[kk], sc, kk);
+      const uint64_t dV = dV0 + buf * kDescTile;
       wg_fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) wg_mma_rs<T, 1>(acc, pa[kk], wg_desc(smem_u32(tV) + 2048 * kk));
+      for (int kk = 0; kk < 4; ++kk) wg_mma_rs<T, 1>(acc, pa[kk], dV + kk * kDescRows16);
       wg_commit();
       wg_wait_all();
     } else {
@@ -663,8 +667,10 @@ constexpr int kChunkQ = D <= 64 ? 64 : 32;
 
 template <typename T, int D, bool kDq, bool kWg = false>
 constexpr size_t dkdv_smem() {
+  // kWg adds the f32 dQ staging tile of the bulk reduce: 76800 bytes in all, which is exactly
+  // 3 CTAs per SM (with the 1 KB the driver reserves per CTA, 3 x 77824 = 228 KB).
   return size_t(6 * kTile * kStride<D, kWg>) * sizeof(T) + 2 * kTile * (2 * sizeof(float) + sizeof(uint64_t)) +
-         (kDq ? size_t(kTile * kStride<kTile, kWg>) * sizeof(T) : 0) + (kWg ? 1024 : 0);
+         (kDq ? size_t(kTile * kStride<kTile, kWg>) * sizeof(T) : 0) + (kWg ? 1024 + kTile * D * sizeof(float) : 0);
 }
 
 // dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list;
@@ -684,6 +690,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   float* sDelta = sLse + 2 * kTile;                              // [2][64]
   uint64_t* sMask = reinterpret_cast<uint64_t*>(sDelta + 2 * kTile);  // [2][64]
   T* sdS = reinterpret_cast<T*>(sMask + 2 * kTile);  // kDq: [64 keys][SDS], dS^T (1024-aligned)
+  float* sdQ = reinterpret_cast<float*>(sdS + kTile * SDS);  // kWg: [64 queries][D] f32, dQ to reduce
 
   const Segment& s = p.s;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -692,6 +699,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   const int64_t j = t * kTile / s.block_k, kt0 = t * kTile;
   const int kv_len = clamp_len(min((j + 1) * s.block_k, s.n_keys) - kt0);
   const int qtiles = int(s.block_q / kTile);
+  const int qt_log2 = qtiles == 2 ? 1 : 0;  // blocks are 64 or 128 (unsupported() sends others away)
   const int64_t* cp = col_ptr_of(s, head);
   const int64_t first = cp[j], n_steps = (cp[j + 1] - first) * qtiles;
   const int64_t base = bh * p.N * D, kbase = bh * p.Nk * D;
@@ -707,12 +715,12 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
 
   // Step x of the CSC list: entry at first + x / qtiles, query tile x % qtiles of its block.
   auto step = [&](int64_t x) {
-    const int64_t at = first + x / qtiles;
+    const int64_t at = first + (x >> qt_log2);
     Step st;
     st.e = s.csc_entry[at];
     st.i = s.row_idx[at];
     st.j = j;
-    st.qt0 = st.i * s.block_q + (x % qtiles) * kTile;
+    st.qt0 = st.i * s.block_q + (x & qt_log2) * kTile;
     st.q_len = clamp_len(min((st.i + 1) * s.block_q, p.N) - st.qt0);
     st.kt0 = kt0;
     st.kv_len = kv_len;
@@ -731,6 +739,11 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
     cp_async_commit();
     return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
   };
+
+  // wgmma descriptors, computed once (see the forward).
+  const uint64_t dKd = kWg ? wg_desc(smem_u32(sK)) : 0, dVd = kWg ? wg_desc(smem_u32(sV)) : 0,
+                 dQ0 = kWg ? wg_desc(smem_u32(sQ)) : 0, ddO0 = kWg ? wg_desc(smem_u32(sdO)) : 0,
+                 dSd = kWg ? wg_desc(smem_u32(sdS)) : 0;
 
   float gk[D / 8][4], gv[D / 8][4];
 #pragma unroll
@@ -775,11 +788,12 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
 #pragma unroll
           for (int x2 = 0; x2 < 4; ++x2) st[nt][x2] = dpt[nt][x2] = 0.f;
         if constexpr (kWg) {
+          const uint64_t dQb = dQ0 + buf * kDescTile, ddOb = ddO0 + buf * kDescTile;
           wg_fence();
 #pragma unroll
           for (int ks = 0; ks < KS; ++ks) {
-            wg_mma_ss<T, 0, 0>(st, wg_desc(smem_u32(sK) + 32 * ks), wg_desc(smem_u32(tQ) + 32 * ks));
-            wg_mma_ss<T, 0, 0>(dpt, wg_desc(smem_u32(sV) + 32 * ks), wg_desc(smem_u32(tdO) + 32 * ks));
+            wg_mma_ss<T, 0, 0>(st, dKd + ks * kDescK16, dQb + ks * kDescK16);
+            wg_mma_ss<T, 0, 0>(dpt, dVd + ks * kDescK16, ddOb + ks * kDescK16);
           }
           wg_commit();
           wg_wait_all();
@@ -855,11 +869,12 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
             acc_to_a<T>(pa[kk], st, kk);
             acc_to_a<T>(da[kk], dpt, kk);
           }
+          const uint64_t dQb = dQ0 + buf * kDescTile, ddOb = ddO0 + buf * kDescTile;
           wg_fence();
 #pragma unroll
           for (int kk = 0; kk < 4; ++kk) {
-            wg_mma_rs<T, 1>(gv, pa[kk], wg_desc(smem_u32(tdO) + 2048 * kk));
-            wg_mma_rs<T, 1>(gk, da[kk], wg_desc(smem_u32(tQ) + 2048 * kk));
+            wg_mma_rs<T, 1>(gv, pa[kk], ddOb + kk * kDescRows16);
+            wg_mma_rs<T, 1>(gk, da[kk], dQb + kk * kDescRows16);
           }
           wg_commit();
           wg_wait_all();
@@ -897,8 +912,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
           if constexpr (kWg) {  // A = dS from dS^T (M-major), B = K (N-major): both transposed
             wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < 4; ++kk)
-              wg_mma_ss<T, 1, 1>(dqa, wg_desc(smem_u32(sdS) + 2048 * kk), wg_desc(smem_u32(sK) + 2048 * kk));
+            for (int kk = 0; kk < 4; ++kk) wg_mma_ss<T, 1, 1>(dqa, dSd + kk * kDescRows16, dKd + kk * kDescRows16);
             wg_commit();
             wg_wait_all();
           } else {
@@ -915,12 +929,30 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
               }
             }
           }
+          if constexpr (kWg) {
+            // The warp's 16 rows into its staging rows, then one bulk reduce-add of them into
+            // dq_acc (its rows are contiguous there too).
+            float* mine = sdQ + w * 16 * D;
+            if (lane == 0) bulk_wait_read();  // the warp's previous reduce has read these rows
+            __syncwarp();
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            if (q0 + 8 * h >= cur.q_len) continue;
-            float* row = dq_rows + (q0 + 8 * h) * D + half * 64 + c0;
+            for (int h = 0; h < 2; ++h)
 #pragma unroll
-            for (int nt = 0; nt < 8; ++nt) atomic_add2(row + nt * 8, dqa[nt][2 * h], dqa[nt][2 * h + 1]);
+              for (int nt = 0; nt < 8; ++nt)
+                *reinterpret_cast<float2*>(mine + ((lane >> 2) + 8 * h) * D + nt * 8 + c0) =
+                    make_float2(dqa[nt][2 * h], dqa[nt][2 * h + 1]);
+            fence_proxy_async();
+            __syncwarp();
+            const int rows = min(16, cur.q_len - w * 16);
+            if (lane == 0 && rows > 0) bulk_reduce_add_f32(dq_rows + w * 16 * D, mine, uint32_t(rows) * D * sizeof(float));
+          } else {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              if (q0 + 8 * h >= cur.q_len) continue;
+              float* row = dq_rows + (q0 + 8 * h) * D + half * 64 + c0;
+#pragma unroll
+              for (int nt = 0; nt < 8; ++nt) atomic_add2(row + nt * 8, dqa[nt][2 * h], dqa[nt][2 * h + 1]);
+            }
           }
         }
       }
@@ -942,6 +974,9 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
           pack<T>(gk[nt][2 * h] * p.scale, gk[nt][2 * h + 1] * p.scale);
       *reinterpret_cast<uint32_t*>(vrow + nt * 8 + c0) = pack<T>(gv[nt][2 * h], gv[nt][2 * h + 1]);
     }
+  }
+  if constexpr (kWg) {
+    if (lane == 0) bulk_wait_all();  // the last reduce-add is done before the CTA's memory goes
   }
 }
 

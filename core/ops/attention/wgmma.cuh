@@ -28,6 +28,36 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t smem_addr) {
   return uint64_t((smem_addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
 }
 
+// Descriptor steps (the start address is in 16-byte units): one 64 x 64 tile of 16-bit elements,
+// 16 columns of a K-major tile, 16 rows of an MN-major one.
+constexpr uint64_t kDescTile = 64 * 128 / 16, kDescK16 = 32 / 16, kDescRows16 = 2048 / 16;
+
+// dst[0 .. bytes) += src[0 .. bytes) as f32, in global memory, by the copy engine (the adds happen
+// in L2, not as per-element atomics from the SM); src in shared memory, both 16-byte aligned,
+// bytes a multiple of 16. The issuing thread commits and later waits for the group.
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, const float* src, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+               "r"(static_cast<uint32_t>(__cvta_generic_to_shared(src))), "r"(bytes)
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+// Until this thread's bulk groups have read their shared memory source (it may be rewritten).
+__device__ __forceinline__ void bulk_wait_read() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+#endif
+}
+// Until this thread's bulk groups are complete (their writes done).
+__device__ __forceinline__ void bulk_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
