@@ -74,6 +74,7 @@ train:
   grad_clip: 0
   eval_every: 0
   eval_batches: 3
+  deterministic: true
 logging:
   every: 1
   tensorboard: no
@@ -132,6 +133,7 @@ BOOST_AUTO_TEST_CASE(defaults) {
   BOOST_CHECK_EQUAL(c.train.grad_clip, 1.0);
   BOOST_CHECK_EQUAL(c.train.eval_every, 100);
   BOOST_CHECK_EQUAL(c.train.eval_batches, 10);
+  BOOST_CHECK(!c.train.deterministic);
   BOOST_CHECK_EQUAL(c.logging.every, 10);
   BOOST_CHECK(c.logging.tensorboard);
   BOOST_CHECK_EQUAL(c.checkpoint.every, 500);
@@ -186,6 +188,7 @@ BOOST_AUTO_TEST_CASE(every_key_from_yaml) {
   BOOST_CHECK_EQUAL(c.train.grad_clip, 0.0);
   BOOST_CHECK_EQUAL(c.train.eval_every, 0);
   BOOST_CHECK_EQUAL(c.train.eval_batches, 3);
+  BOOST_CHECK(c.train.deterministic);
   BOOST_CHECK_EQUAL(c.logging.every, 1);
   BOOST_CHECK(!c.logging.tensorboard);
   BOOST_CHECK_EQUAL(c.checkpoint.every, 0);
@@ -248,7 +251,7 @@ BOOST_AUTO_TEST_CASE(to_yaml_round_trips) {
                             "positions:", "tie_embeddings:", "attention:", "block:", "checkpoint_activations:",
                             "path:", "glob:", "format:", "utf8:", "val_fraction:", "prefetch:", "lr:", "betas:",
                             "eps:", "weight_decay:", "momentum:", "no_decay:", "warmup:", "min_lr:", "steps:",
-                            "batch_size:", "grad_accum:", "grad_clip:", "eval_every:", "eval_batches:",
+                            "batch_size:", "grad_accum:", "grad_clip:", "eval_every:", "eval_batches:", "deterministic:",
                             "tensorboard:", "keep_last:", "keep_best:", "bucket_mb:", "reduce_dtype:", "timeout_s:",
                             "world_size:"}) {
       BOOST_CHECK_MESSAGE(text.find(key) != std::string::npos, "to_yaml lacks " << key << ":\n" << text);

@@ -779,6 +779,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
       const bool masked = cur.masked();
       const uint64_t* tMask = sMask + buf * kTile;
 
+      uint32_t pa[kWg ? 4 : 1][4], da[kWg ? 4 : 1][4];  // wgmma's register A operands of dV, dK
 #pragma unroll
       for (int qc = 0; qc < kTile / QC; ++qc) {
         // S^T = K Q^T and dP^T = V dO^T: 16 keys x QC queries per warp.
@@ -861,9 +862,9 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
               *reinterpret_cast<uint32_t*>(at) = pack<T>(dpt[nt][2 * h], dpt[nt][2 * h + 1]);
             }
         }
-        // dV += P^T dO and dK += dS^T Q over the chunk's queries.
+        // dV += P^T dO and dK += dS^T Q over the chunk's queries. On wgmma they stay in flight
+        // (pa, da live until the wait) while dS^T is published and dQ = dS K is issued below.
         if constexpr (kWg) {
-          uint32_t pa[4][4], da[4][4];
 #pragma unroll
           for (int kk = 0; kk < 4; ++kk) {
             acc_to_a<T>(pa[kk], st, kk);
@@ -877,7 +878,6 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
             wg_mma_rs<T, 1>(gk, da[kk], dQb + kk * kDescRows16);
           }
           wg_commit();
-          wg_wait_all();
         } else {
 #pragma unroll
           for (int kk = 0; kk < QC / 16; ++kk) {
@@ -914,7 +914,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) wg_mma_ss<T, 1, 1>(dqa, dSd + kk * kDescRows16, dKd + kk * kDescRows16);
             wg_commit();
-            wg_wait_all();
+            wg_wait_all();  // dV and dK's group too: pa and da are free again
           } else {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
