@@ -19,7 +19,8 @@
 //   fused     (the default; deterministic_algorithms() selects the pair above) the dk, dv kernel
 //             also stores dS^T to shared memory, and its 4 warps compute the step's dQ = dS K,
 //             16 queries each, and add it into an f32 buffer with vector atomics (FlashAttention-2's
-//             scheme); a last pass scales and rounds the buffer into dq.
+//             scheme; on wgmma, one bulk reduce-add per warp, done in L2); a last pass scales and
+//             rounds the buffer into dq.
 //
 // Masks: per step (one 64 x 64 tile pair) each query row of the tile gets one 64-bit word, bit c
 // set when key c of the tile is allowed: kFull allows every key (inside the sequence), kCausal
