@@ -792,13 +792,14 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
         if constexpr (kWg) {
           const uint64_t dQb = dQ0 + buf * kDescTile, ddOb = ddO0 + buf * kDescTile;
           wg_fence();
+          // Two groups: P^T's exponentials below run while dP^T is still in the tensor cores.
 #pragma unroll
-          for (int ks = 0; ks < KS; ++ks) {
-            wg_mma_ss<T, 0, 0>(st, dKd + ks * kDescK16, dQb + ks * kDescK16);
-            wg_mma_ss<T, 0, 0>(dpt, dVd + ks * kDescK16, ddOb + ks * kDescK16);
-          }
+          for (int ks = 0; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(st, dKd + ks * kDescK16, dQb + ks * kDescK16);
           wg_commit();
-          wg_wait_all();
+#pragma unroll
+          for (int ks = 0; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(dpt, dVd + ks * kDescK16, ddOb + ks * kDescK16);
+          wg_commit();
+          wg_wait<1>();
         } else {
 #pragma unroll
           for (int ks = 0; ks < KS; ++ks) {
@@ -821,9 +822,9 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
             }
           }
         }
-        // P^T where allowed (the mask words are per query, a bit per key) and dS^T; unmasked
-        // steps skip the mask test.
-        auto to_ds = [&](auto masked_tag) {
+        // P^T where allowed (the mask words are per query, a bit per key); unmasked steps skip
+        // the mask test. Then dS^T = P^T (dP^T - delta).
+        auto to_p = [&](auto masked_tag) {
           constexpr bool kMasked = decltype(masked_tag)::value;
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
@@ -832,26 +833,32 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
               const int qi = qc * QC + nt * 8 + c0 + x1;
               const float l = tLse[qi];
               const float l2 = l == -INFINITY ? INFINITY : l * kLog2e;
-              const float dl = tDelta[qi];
               uint64_t qmask = 0;
               if constexpr (kMasked) qmask = tMask[qi] >> kr0;
 #pragma unroll
               for (int h = 0; h < 2; ++h) {
-                const int x2 = 2 * h + x1;
-                float pr = exp2_fast(fmaf(st[nt][x2], p.scale_log2, -l2));
+                float pr = exp2_fast(fmaf(st[nt][2 * h + x1], p.scale_log2, -l2));
                 if constexpr (kMasked) {
                   if (!((qmask >> (8 * h)) & 1u)) pr = 0.f;
                 }
-                st[nt][x2] = pr;
-                dpt[nt][x2] = pr * (dpt[nt][x2] - dl);
+                st[nt][2 * h + x1] = pr;
               }
             }
         };
         if (masked) {
-          to_ds(std::true_type());
+          to_p(std::true_type());
         } else {
-          to_ds(std::false_type());
+          to_p(std::false_type());
         }
+        if constexpr (kWg) wg_wait<0>();  // dP^T
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int x1 = 0; x1 < 2; ++x1) {
+            const float dl = tDelta[qc * QC + nt * 8 + c0 + x1];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) dpt[nt][2 * h + x1] = st[nt][2 * h + x1] * (dpt[nt][2 * h + x1] - dl);
+          }
         if constexpr (kDq) {  // dS^T as T, the values dK's product below rounds to as well
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
