@@ -12,20 +12,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-
-def time_ms(fn, reps):
-    fn()
-    fn()
-    torch.cuda.synchronize()
-    runs = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        runs.append(start.elapsed_time(stop))
-    return sorted(runs)[len(runs) // 2]
+from cuda_events import median_ms
 
 
 def main():
@@ -55,7 +42,7 @@ def main():
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             o.backward(g)
 
-        f_ms, fb_ms = time_ms(fwd, a.reps), time_ms(fwd_bwd, a.reps)
+        f_ms, fb_ms = median_ms(fwd, a.reps), median_ms(fwd_bwd, a.reps)
         print(f"| {n} | {b} | {f_ms:.3f} | {fwd_flops / f_ms / 1e9:.1f} | {fb_ms:.3f} | "
               f"{3.5 * fwd_flops / fb_ms / 1e9:.1f} |")
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:

@@ -14,22 +14,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from cuda_events import median_ms
+
 
 def time_us(fn, iters, reps):
-    fn()
-    fn()
-    torch.cuda.synchronize()
-    runs = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iters):
-            fn()
-        stop.record()
-        stop.synchronize()
-        runs.append(start.elapsed_time(stop) * 1e3 / iters)
-    runs.sort()
-    return runs[len(runs) // 2]
+    return median_ms(fn, reps, iters) * 1e3
 
 
 def fixed_mask(n, l, c, dev):
