@@ -8,6 +8,8 @@
 //   up to max_segments() segments, each in token order, permuted, or over gathered keys
 //   (attention_flash_segments.cu runs them on gathered copies and merges them);
 //   no top-k.
+// At head dim 64 on a compute capability 9.0 GPU they run on wgmma (SPARTA_FLASH_WGMMA=0 keeps
+// mma.sync, for A/B comparisons).
 #include "core/ops/attention/device_layout.cuh"
 
 namespace sparta::cuda::flash {
