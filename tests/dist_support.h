@@ -34,6 +34,15 @@ inline train::NamedTensors checkpoint_params(const std::filesystem::path& runs, 
   return train::load_checkpoint((runs / run / "checkpoints" / file).string()).model;
 }
 
+// The optimizer state of <runs>/<run>/checkpoints/step_<step>.h5, sorted by name.
+inline train::NamedTensors checkpoint_optimizer(const std::filesystem::path& runs, const std::string& run, int step) {
+  char file[32];
+  std::snprintf(file, sizeof file, "step_%08d.h5", step);
+  train::NamedTensors s = train::load_checkpoint((runs / run / "checkpoints" / file).string()).optimizer;
+  std::sort(s.begin(), s.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return s;
+}
+
 // The largest |a - b| over all parameters (the same names in the same order).
 inline double max_difference(const train::NamedTensors& a, const train::NamedTensors& b) {
   BOOST_TEST_REQUIRE(a.size() == b.size());

@@ -252,7 +252,7 @@ BOOST_AUTO_TEST_CASE(to_yaml_round_trips) {
                             "path:", "glob:", "format:", "utf8:", "val_fraction:", "prefetch:", "lr:", "betas:",
                             "eps:", "weight_decay:", "momentum:", "no_decay:", "warmup:", "min_lr:", "steps:",
                             "batch_size:", "grad_accum:", "grad_clip:", "eval_every:", "eval_batches:", "deterministic:",
-                            "tensorboard:", "keep_last:", "keep_best:", "bucket_mb:", "reduce_dtype:", "timeout_s:",
+                            "tensorboard:", "keep_last:", "keep_best:", "bucket_mb:", "reduce_dtype:", "timeout_s:", "zero1:",
                             "world_size:"}) {
       BOOST_CHECK_MESSAGE(text.find(key) != std::string::npos, "to_yaml lacks " << key << ":\n" << text);
     }

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -22,6 +23,7 @@
 #include "tests/dist_support.h"
 #include "tests/temp_dir.h"
 #include "train/checkpoint.h"
+#include "train/dist/sharded_optimizer.h"
 
 namespace fs = std::filesystem;
 using namespace sparta;
@@ -119,6 +121,41 @@ BOOST_AUTO_TEST_CASE(bf16_reduction_stays_close) {
   BOOST_TEST_MESSAGE("bf16 gradient averaging: max |difference| " << d);
   BOOST_TEST(d > 10 * kTolerance);  // it did round
   BOOST_TEST(d < 1e-2);
+}
+
+BOOST_AUTO_TEST_CASE(parameters_are_partitioned_largest_first_onto_the_lightest_rank) {
+  auto p = [](int64_t n) { return zeros({n}); };
+  const train::NamedTensors params{{"a", p(10)}, {"b", p(40)}, {"c", p(30)}, {"d", p(20)}, {"e", p(5)}};
+  // b (40) -> 0, c (30) -> 1, d (20) -> 1 (30 < 40), a (10) -> 0 (40 < 50), e (5) -> 0 (50 = 50: lowest).
+  BOOST_TEST((train::dist::partition_parameters(params, 2) == std::vector<int>{0, 0, 1, 1, 0}));
+  BOOST_TEST((train::dist::partition_parameters(params, 1) == std::vector<int>(5, 0)));
+  // Every rank gets a parameter when there are enough of them.
+  const std::vector<int> five = train::dist::partition_parameters(params, 5);
+  BOOST_TEST(std::set<int>(five.begin(), five.end()).size() == 5u);
+}
+
+// ZeRO stage 1: each rank steps its share of the parameters and broadcasts it. The same sums in
+// the same order: bit-identical to the unsharded job, parameters and the checkpoint's optimizer
+// state (gathered from the owners) alike; that checkpoint resumes in one unsharded process.
+BOOST_AUTO_TEST_CASE(zero1_matches_the_unsharded_job_and_resumes_unsharded) {
+  Workspace w;
+  const std::string adam = " train.batch_size=2 optimizer.name=adamw optimizer.lr=0.002";
+  BOOST_TEST_REQUIRE(w.run(2, w.train("zero", "distributed.zero1=true" + adam), "zero.log") == 0);
+  BOOST_TEST_REQUIRE(w.run(2, w.train("ddp", adam), "ddp.log") == 0);
+  BOOST_TEST(max_difference(w.params("zero", 20), w.params("ddp", 20)) == 0);
+  const train::NamedTensors zs = checkpoint_optimizer(w.dir / "runs", "zero", 20),
+                            ds = checkpoint_optimizer(w.dir / "runs", "ddp", 20);
+  BOOST_TEST(zs.size() == ds.size());  // exp_avg and exp_avg_sq of every parameter, and the step
+  BOOST_TEST(max_difference(zs, ds) == 0);
+  BOOST_TEST(read_file((w.dir / "runs/zero/config.yaml").string()).find("zero1: true") != std::string::npos);
+  BOOST_TEST(read_file((w.dir / "zero.log").string()).find("sharded over the ranks (ZeRO-1)") != std::string::npos);
+  BOOST_TEST(read_file((w.dir / "ddp.log").string()).find("ZeRO-1") == std::string::npos);
+
+  BOOST_TEST_REQUIRE(w.run(2, w.train("half", "distributed.zero1=true" + adam) + " --stop-after 10", "half.log") == 0);
+  BOOST_TEST_REQUIRE(w.run(0, "resume " + (w.dir / "runs/half").string() + " train.batch_size=4 distributed.zero1=false", "resume.log") == 0);
+  const double d = max_difference(w.params("half", 20), w.params("ddp", 20));
+  BOOST_TEST_MESSAGE("ZeRO-1 on 2 ranks for 10 steps, then 1 unsharded process: max |difference| " << d);
+  BOOST_TEST(d < kAdamTolerance);
 }
 
 BOOST_AUTO_TEST_CASE(resumes_with_another_world_size) {

@@ -184,6 +184,7 @@ void emit_rest(YAML::Emitter& out, const RunConfig& c) {
   out << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "bucket_mb" << YAML::Value << number(c.distributed.bucket_mb);
   out << YAML::Key << "reduce_dtype" << YAML::Value << enum_name(c.distributed.reduce_dtype);
+  out << YAML::Key << "zero1" << YAML::Value << c.distributed.zero1;
   out << YAML::Key << "timeout_s" << YAML::Value << number(c.distributed.timeout_s);
   out << YAML::Key << "world_size" << YAML::Value << c.distributed.world_size;
   out << YAML::EndMap;
@@ -261,8 +262,8 @@ bool operator==(const CheckpointConfig& a, const CheckpointConfig& b) {
   return std::tie(a.every, a.keep_last, a.keep_best) == std::tie(b.every, b.keep_last, b.keep_best);
 }
 bool operator==(const DistributedConfig& a, const DistributedConfig& b) {
-  return std::tie(a.bucket_mb, a.reduce_dtype, a.timeout_s, a.world_size) ==
-         std::tie(b.bucket_mb, b.reduce_dtype, b.timeout_s, b.world_size);
+  return std::tie(a.bucket_mb, a.reduce_dtype, a.timeout_s, a.zero1, a.world_size) ==
+         std::tie(b.bucket_mb, b.reduce_dtype, b.timeout_s, b.zero1, b.world_size);
 }
 bool operator==(const RunConfig& a, const RunConfig& b) {
   return std::tie(a.name, a.seed, a.device, a.precision, a.model, a.data, a.optimizer, a.schedule, a.train,

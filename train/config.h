@@ -120,6 +120,9 @@ struct DistributedConfig {
   double bucket_mb = 25;                  // gradient bucket size in MB: all-reduced as soon as it is full in backward
   ReduceDType reduce_dtype = ReduceDType::f32;  // "f32" | "bf16": the dtype gradients are averaged in
   double timeout_s = 300;                 // a collective (or a silent peer) stalled this long is an error
+  // ZeRO stage 1: each rank keeps the optimizer state of its share of the parameters only and
+  // broadcasts that share after each step (train/dist/sharded_optimizer.h).
+  bool zero1 = false;
   // Recorded, not read: the number of processes the run last ran with (resolved configs and
   // checkpoints say what they came from; a run resumes under any world size).
   int64_t world_size = 1;

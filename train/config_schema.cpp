@@ -255,6 +255,7 @@ DistributedConfig read_distributed(Section s) {
   s.read("bucket_mb", d.bucket_mb);
   s.read_enum("reduce_dtype", d.reduce_dtype, reduce_dtype_names());
   s.read("timeout_s", d.timeout_s);
+  s.read("zero1", d.zero1);
   s.read("world_size", d.world_size);
   s.finish();
   s.check(d.bucket_mb > 0, "bucket_mb", "must be > 0, got ", d.bucket_mb);

@@ -20,9 +20,12 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // One update with learning rate lr from the parameters' .grad (a parameter without one is skipped).
   virtual void step(double lr) = 0;
-  // Moment buffers by name ("exp_avg/<param>", ...) for checkpoints; load_state copies into them.
+  // Moment buffers by name ("exp_avg/<param>", ...); load_state copies into them.
   virtual NamedTensors state() const = 0;
-  void load_state(const NamedTensors& state);
+  // The whole state for a checkpoint. Every rank of a data-parallel job calls it: a sharded
+  // optimizer (train/dist/sharded_optimizer.h) gathers it with collectives.
+  virtual NamedTensors full_state() { return state(); }
+  virtual void load_state(const NamedTensors& state);
   void zero_grad();
   const NamedTensors& params() const { return params_; }
   bool decays(const std::string& name) const;

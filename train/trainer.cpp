@@ -21,6 +21,7 @@
 #include "train/checkpoint_manager.h"
 #include "train/dist/communicator.h"
 #include "train/dist/reducer.h"
+#include "train/dist/sharded_optimizer.h"
 #include "train/loss_scaler.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
@@ -187,10 +188,11 @@ struct Trainer::State {
     if (!opt.quiet) std::cout << line << std::endl;
   }
 
-  CheckpointState snapshot() const {
+  // optimizer_state: optim->full_state(), which every rank computes (it is collective when sharded).
+  CheckpointState snapshot(NamedTensors optimizer_state) const {
     CheckpointState c;
     c.model = model->named_parameters();
-    c.optimizer = optim->state();
+    c.optimizer = std::move(optimizer_state);
     c.step = step;
     c.counters = loader->state().to_map("data.");
     c.counters["rng.seed"] = int64_t(cfg.seed);  // each rank derives its own from it (rank_seed)
@@ -240,11 +242,16 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
   s.model = std::make_unique<nn::SparseTransformer>(tc, &s.gen);
   s.model->to(c.device);
   const NamedTensors params = s.model->named_parameters();
-  if (c.optimizer.name == OptimizerKind::adamw) {
-    s.optim = std::make_unique<AdamW>(params, c.optimizer.betas[0], c.optimizer.betas[1], c.optimizer.eps,
-                                      c.optimizer.weight_decay, c.optimizer.no_decay);
+  auto make_optimizer = [&c](NamedTensors ps) -> std::unique_ptr<Optimizer> {
+    if (c.optimizer.name == OptimizerKind::adamw)
+      return std::make_unique<AdamW>(std::move(ps), c.optimizer.betas[0], c.optimizer.betas[1], c.optimizer.eps,
+                                     c.optimizer.weight_decay, c.optimizer.no_decay);
+    return std::make_unique<SGD>(std::move(ps), c.optimizer.momentum, c.optimizer.weight_decay, c.optimizer.no_decay);
+  };
+  if (c.distributed.zero1 && s.comm->size() > 1) {
+    s.optim = std::make_unique<dist::ShardedOptimizer>(params, s.comm, make_optimizer);
   } else {
-    s.optim = std::make_unique<SGD>(params, c.optimizer.momentum, c.optimizer.weight_decay, c.optimizer.no_decay);
+    s.optim = make_optimizer(params);
   }
   s.schedule = LrSchedule{c.schedule.name, c.optimizer.lr, c.schedule.min_lr, c.schedule.warmup, c.train.steps};
 
@@ -312,6 +319,13 @@ Trainer::Trainer(RunConfig cfg, TrainerOptions opt) : s_(std::make_unique<State>
         (s.comm->size() > 1 ? "; " + std::to_string(s.comm->size()) + " processes over " + s.comm->backend() + ", " +
                                   std::to_string(s.reducer->bucket_count()) + " gradient buckets"
                             : std::string()));
+  if (auto* sharded = dynamic_cast<const dist::ShardedOptimizer*>(s.optim.get())) {
+    int64_t mine = 0;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (sharded->owners()[i] == 0) mine += params[i].second.numel();
+    s.say("optimizer state sharded over the ranks (ZeRO-1): rank 0 keeps that of " + std::to_string(mine) + " of " +
+          std::to_string(s.model->parameter_count()) + " parameters");
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -345,9 +359,12 @@ TrainResult Trainer::run() {
       stop = flag[0] > 0;
     }
     if (stop) {
-      if (s.root && s.step > 0 && saved_step != s.step) {
-        result.last_checkpoint = s.checkpoints->save(s.step, s.snapshot());
-        s.say("checkpoint " + result.last_checkpoint);
+      if (s.step > 0 && saved_step != s.step) {
+        NamedTensors optimizer_state = s.optim->full_state();
+        if (s.root) {
+          result.last_checkpoint = s.checkpoints->save(s.step, s.snapshot(std::move(optimizer_state)));
+          s.say("checkpoint " + result.last_checkpoint);
+        }
       }
       s.say("stopped on request at step " + std::to_string(s.step));
       result.stopped = true;
@@ -464,10 +481,12 @@ TrainResult Trainer::run() {
     }
     const bool ckpt_now = (c.checkpoint.every > 0 && step % c.checkpoint.every == 0) || step == last;
     if (ckpt_now) saved_step = step;
-    if (ckpt_now && s.root) {
-      result.last_checkpoint = s.checkpoints->save(step, s.snapshot(), rec.val_loss);
-      saved_step = step;
-      s.say("checkpoint " + result.last_checkpoint);
+    if (ckpt_now) {
+      NamedTensors optimizer_state = s.optim->full_state();
+      if (s.root) {
+        result.last_checkpoint = s.checkpoints->save(step, s.snapshot(std::move(optimizer_state)), rec.val_loss);
+        s.say("checkpoint " + result.last_checkpoint);
+      }
     }
   }
   // Every rank returns once rank 0's last checkpoint is on disk.
