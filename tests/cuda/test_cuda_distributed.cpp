@@ -169,6 +169,24 @@ BOOST_AUTO_TEST_CASE(two_gpus_match_one_with_twice_the_batch) {
   BOOST_TEST(read_file(w.dir / "runs/ddp/config.yaml").find("world_size: 2") != std::string::npos);
 }
 
+// ZeRO-1 over NCCL: the same sums as the unsharded pair (to the tolerance of two GPU runs, whose
+// atomics may order additions differently), with the state sharded.
+BOOST_AUTO_TEST_CASE(zero1_pair_matches_the_unsharded_pair) {
+  Workspace w;
+  const std::vector<std::string> adam{"train.batch_size=4", "optimizer.name=adamw", "optimizer.lr=0.002"};
+  std::vector<std::string> sharded = adam;
+  sharded.push_back("distributed.zero1=true");
+  const std::vector<pid_t> plain = w.start_pair("ddp", adam);
+  BOOST_TEST_REQUIRE((exit_status(plain[0]) == 0 && exit_status(plain[1]) == 0), read_file(w.dir / "ddp.0.log"));
+  const std::vector<pid_t> zero = w.start_pair("zero", sharded);
+  BOOST_TEST_REQUIRE((exit_status(zero[0]) == 0 && exit_status(zero[1]) == 0), read_file(w.dir / "zero.0.log")
+                                                                                   << read_file(w.dir / "zero.1.log"));
+  const double d = max_difference(w.params("zero", 20), w.params("ddp", 20));
+  BOOST_TEST_MESSAGE("ZeRO-1 on 2 GPUs against the unsharded pair: max |difference| " << d);
+  BOOST_TEST(d < 1e-5);
+  BOOST_TEST(read_file(w.dir / "zero.0.log").find("sharded over the ranks (ZeRO-1)") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(bf16_reduction_runs) {
   Workspace w;
   const std::vector<pid_t> pair = w.start_pair("ddp", {"train.batch_size=4", "distributed.reduce_dtype=bf16"});
