@@ -27,18 +27,21 @@ inline void write_dist_corpus(const std::filesystem::path& file, int n_words) {
   }
 }
 
-// The model parameters of <runs>/<run>/checkpoints/step_<step>.h5.
-inline train::NamedTensors checkpoint_params(const std::filesystem::path& runs, const std::string& run, int step) {
+// <runs>/<run>/checkpoints/step_<step>.h5, loaded.
+inline train::CheckpointState load_run_checkpoint(const std::filesystem::path& runs, const std::string& run, int step) {
   char file[32];
   std::snprintf(file, sizeof file, "step_%08d.h5", step);
-  return train::load_checkpoint((runs / run / "checkpoints" / file).string()).model;
+  return train::load_checkpoint((runs / run / "checkpoints" / file).string());
 }
 
-// The optimizer state of <runs>/<run>/checkpoints/step_<step>.h5, sorted by name.
+// The model parameters of that checkpoint.
+inline train::NamedTensors checkpoint_params(const std::filesystem::path& runs, const std::string& run, int step) {
+  return load_run_checkpoint(runs, run, step).model;
+}
+
+// Its optimizer state, sorted by name.
 inline train::NamedTensors checkpoint_optimizer(const std::filesystem::path& runs, const std::string& run, int step) {
-  char file[32];
-  std::snprintf(file, sizeof file, "step_%08d.h5", step);
-  train::NamedTensors s = train::load_checkpoint((runs / run / "checkpoints" / file).string()).optimizer;
+  train::NamedTensors s = load_run_checkpoint(runs, run, step).optimizer;
   std::sort(s.begin(), s.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return s;
 }

@@ -302,16 +302,6 @@ struct Dims {
 
 Dims dims_of(const Tensor& q) { return {q.shape(0), q.shape(1), q.shape(2), q.shape(3)}; }
 
-// Runs f with DT, the 32-wide slices of the head dimension per lane, rounded up to 1, 2, 4 or 8.
-template <typename F>
-void dispatch_slices(int64_t D, const char* op, F&& f) {
-  SPARTA_CHECK(D >= 1 && D <= 256, op, "head dimension ", D, " is outside [1, 256]");
-  if (D <= 32) return f(std::integral_constant<int, 1>());
-  if (D <= 64) return f(std::integral_constant<int, 2>());
-  if (D <= 128) return f(std::integral_constant<int, 4>());
-  return f(std::integral_constant<int, 8>());
-}
-
 // Top-k layouts come with the per-row threshold (B, H, N) in the accumulation type, others without.
 void check_top_k(const BlockLayout& L, const Tensor& lse, const Tensor& threshold, const char* op) {
   SPARTA_CHECK((L.top_k > 0) == threshold.defined(), op, "top_k = ", L.top_k, " but the threshold tensor is ",

@@ -164,16 +164,6 @@ int64_t longest_row(const attn::BlockLayout& L) {
   return longest;
 }
 
-// Runs f with DT, the 32-wide slices of the head dimension per lane (as attention_cuda.cu does).
-template <typename F>
-void dispatch_slices(int64_t D, const char* op, F&& f) {
-  SPARTA_CHECK(D >= 1 && D <= 256, op, "head dimension ", D, " is outside [1, 256]");
-  if (D <= 32) return f(std::integral_constant<int, 1>());
-  if (D <= 64) return f(std::integral_constant<int, 2>());
-  if (D <= 128) return f(std::integral_constant<int, 4>());
-  return f(std::integral_constant<int, 8>());
-}
-
 }  // namespace
 
 void thresholds(const attn::BlockLayout& L, const Segment& s, double scale, const Tensor& q, const Tensor& k,

@@ -12,14 +12,27 @@
 // xor butterfly of warp_sum (every lane ends with the same sum, whatever the lane), and the scale
 // applied with a round-to-nearest multiply the compiler cannot fuse into what follows.
 #include <cstdint>
+#include <type_traits>
 
 #include "core/attention/block_layout.h"
+#include "core/error.h"
 #include "core/cuda/types.cuh"
 #include "core/ops/attention/device_layout.cuh"
 
 namespace sparta::cuda::warp_row {
 
 constexpr unsigned kFullMask = 0xffffffffu;
+
+// Host: runs f with DT, the 32-wide slices of the head dimension per lane, rounded up to 1, 2, 4 or 8.
+template <typename F>
+void dispatch_slices(int64_t D, const char* op, F&& f) {
+  SPARTA_CHECK(D >= 1 && D <= 256, op, "head dimension ", D, " is outside [1, 256]");
+  if (D <= 32) return f(std::integral_constant<int, 1>());
+  if (D <= 64) return f(std::integral_constant<int, 2>());
+  if (D <= 128) return f(std::integral_constant<int, 4>());
+  return f(std::integral_constant<int, 8>());
+}
+
 
 template <typename C>
 __device__ __forceinline__ C warp_sum(C v) {
