@@ -397,7 +397,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
 #pragma unroll
       for (int ks = 0; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(sc, dQ + ks * kDescK16, dK + ks * kDescK16);
       wg_commit();
-      wg_wait_all();
+      wg_wait<0>();
     } else {
 #pragma unroll
       for (int ks = 0; ks < KS; ++ks) {
@@ -466,7 +466,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wg_mma_rs<T, 1>(acc, pa[kk], dV + kk * kDescRows16);
       wg_commit();
-      wg_wait_all();
+      wg_wait<0>();
     } else {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
@@ -792,14 +792,13 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
         if constexpr (kWg) {
           const uint64_t dQb = dQ0 + buf * kDescTile, ddOb = ddO0 + buf * kDescTile;
           wg_fence();
-          // Two groups: P^T's exponentials below run while dP^T is still in the tensor cores.
 #pragma unroll
-          for (int ks = 0; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(st, dKd + ks * kDescK16, dQb + ks * kDescK16);
+          for (int ks = 0; ks < KS; ++ks) {
+            wg_mma_ss<T, 0, 0>(st, dKd + ks * kDescK16, dQb + ks * kDescK16);
+            wg_mma_ss<T, 0, 0>(dpt, dVd + ks * kDescK16, ddOb + ks * kDescK16);
+          }
           wg_commit();
-#pragma unroll
-          for (int ks = 0; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(dpt, dVd + ks * kDescK16, ddOb + ks * kDescK16);
-          wg_commit();
-          wg_wait<1>();
+          wg_wait<0>();
         } else {
 #pragma unroll
           for (int ks = 0; ks < KS; ++ks) {
@@ -822,9 +821,9 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
             }
           }
         }
-        // P^T where allowed (the mask words are per query, a bit per key); unmasked steps skip
-        // the mask test. Then dS^T = P^T (dP^T - delta).
-        auto to_p = [&](auto masked_tag) {
+        // P^T where allowed (the mask words are per query, a bit per key) and dS^T; unmasked
+        // steps skip the mask test.
+        auto to_ds = [&](auto masked_tag) {
           constexpr bool kMasked = decltype(masked_tag)::value;
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
@@ -833,32 +832,26 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
               const int qi = qc * QC + nt * 8 + c0 + x1;
               const float l = tLse[qi];
               const float l2 = l == -INFINITY ? INFINITY : l * kLog2e;
+              const float dl = tDelta[qi];
               uint64_t qmask = 0;
               if constexpr (kMasked) qmask = tMask[qi] >> kr0;
 #pragma unroll
               for (int h = 0; h < 2; ++h) {
-                float pr = exp2_fast(fmaf(st[nt][2 * h + x1], p.scale_log2, -l2));
+                const int x2 = 2 * h + x1;
+                float pr = exp2_fast(fmaf(st[nt][x2], p.scale_log2, -l2));
                 if constexpr (kMasked) {
                   if (!((qmask >> (8 * h)) & 1u)) pr = 0.f;
                 }
-                st[nt][2 * h + x1] = pr;
+                st[nt][x2] = pr;
+                dpt[nt][x2] = pr * (dpt[nt][x2] - dl);
               }
             }
         };
         if (masked) {
-          to_p(std::true_type());
+          to_ds(std::true_type());
         } else {
-          to_p(std::false_type());
+          to_ds(std::false_type());
         }
-        if constexpr (kWg) wg_wait<0>();  // dP^T
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int x1 = 0; x1 < 2; ++x1) {
-            const float dl = tDelta[qc * QC + nt * 8 + c0 + x1];
-#pragma unroll
-            for (int h = 0; h < 2; ++h) dpt[nt][2 * h + x1] = st[nt][2 * h + x1] * (dpt[nt][2 * h + x1] - dl);
-          }
         if constexpr (kDq) {  // dS^T as T, the values dK's product below rounds to as well
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
@@ -922,7 +915,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) wg_mma_ss<T, 1, 1>(dqa, dSd + kk * kDescRows16, dKd + kk * kDescRows16);
             wg_commit();
-            wg_wait_all();  // dV and dK's group too: pa and da are free again
+            wg_wait<0>();  // dV and dK's group too: pa and da are free again
           } else {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {

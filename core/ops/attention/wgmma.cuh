@@ -60,7 +60,6 @@ __device__ __forceinline__ void bulk_wait_all() {
 
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
 // Until at most N of the warpgroup's committed groups are still in flight.
 template <int N>
 __device__ __forceinline__ void wg_wait() {
