@@ -17,6 +17,7 @@
 //   bench_cuda_attention [--seq 4096 16384 65536] [--tokens 16384] [--heads 16] [--dim 64]
 //                        [--block 64] [--reps 5] [--kernel auto|simple] [--no-backward]
 //                        [--deterministic]  (the backward without atomics: core/determinism.h)
+//                        [--patterns dense local strided fixed topk]  (which rows to run)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -71,6 +72,9 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-backward", backward, "time the forward pass only");
   bool deterministic = false;
   app.add_flag("--deterministic", deterministic, "deterministic algorithms (the backward without atomics)");
+  std::vector<std::string> only = {"dense", "local", "strided", "fixed", "topk"};
+  app.add_option("--patterns", only, "patterns to run (by the first word of their name)")
+      ->check(CLI::IsMember({"dense", "local", "strided", "fixed", "topk"}));
   CLI11_PARSE(app, argc, argv);
   set_deterministic_algorithms(deterministic);
   if (!bench::gpu_visible("bench_cuda_attention")) return 1;
@@ -96,6 +100,8 @@ int main(int argc, char** argv) {
     auto input = [&] { return to_device(randn({B, heads, n, dim}, DType::bf16, &gen), dev); };
     Tensor q = input(), k = input(), v = input(), g = input();
     for (const auto& [name, pattern] : patterns) {
+      const std::string kind = name.substr(0, name.find_first_of(" (:"));
+      if (std::find(only.begin(), only.end(), kind) == only.end()) continue;
       try {
         auto L = pattern->layout(n, block, int(heads));
         double pairs = 0;  // counting walks the partial blocks' elements: once per distinct layout

@@ -252,32 +252,53 @@ struct DeterministicScope {
 };
 
 // Deterministic mode: every output bit-identical from run to run. The default backward adds dQ
-// with atomics: o, lse, dk and dv still have one writer (bit-identical); dq agrees with the
-// deterministic pass to rounding.
+// with atomics: o, lse, dk and dv still have one writer (bit-identical) unless a long CSC list is
+// split over several CTAs, which add dK and dV with atomics too; what has atomics agrees with
+// the deterministic pass to rounding.
 BOOST_AUTO_TEST_CASE(flash_is_deterministic, SPARTA_NEEDS_GPU) {
-  for (int64_t d : {64, 128}) {
-    auto L = bigbird(1, 1, 2, 5)->layout(1000, 64, 3);
-    Tensor q = gpu(random_normal({2, 3, 1000, d}, DType::bf16)), k = gpu(random_normal({2, 3, 1000, d}, DType::bf16)),
-           v = gpu(random_normal({2, 3, 1000, d}, DType::bf16)), g = gpu(random({2, 3, 1000, d}, DType::bf16));
-    Result a, b, fast;
-    {
-      DeterministicScope on(true);
-      a = run_primitives(q, k, v, g, L);
-      b = run_primitives(q, k, v, g, L);
+  // bigbird at 1000 tokens: no list longer than a chunk (16 steps), so no split. Dense causal at
+  // 2048 tokens: key tile 0 is seen by 32 query tiles, far more than a CTA slot's share of the
+  // 6 x 528 steps, so its list splits.
+  struct Case {
+    std::shared_ptr<const attn::BlockLayout> L;
+    int64_t n;
+    bool split;
+  };
+  const Case cases[] = {{bigbird(1, 1, 2, 5)->layout(1000, 64, 3), 1000, false},
+                        {dense_causal()->layout(2048, 64, 3), 2048, true}};
+  for (const Case& c : cases)
+    for (int64_t d : {64, 128}) {
+      const std::vector<int64_t> shape = {2, 3, c.n, d};
+      Tensor q = gpu(random_normal(shape, DType::bf16)), k = gpu(random_normal(shape, DType::bf16)),
+             v = gpu(random_normal(shape, DType::bf16)), g = gpu(random(shape, DType::bf16));
+      Result a, b, fast;
+      {
+        DeterministicScope on(true);
+        const int64_t splits = cuda::attention_kernel_counts().flash_backward_split;
+        a = run_primitives(q, k, v, g, c.L);
+        b = run_primitives(q, k, v, g, c.L);
+        BOOST_CHECK_EQUAL(cuda::attention_kernel_counts().flash_backward_split, splits);  // never split
+      }
+      {
+        DeterministicScope off(false);
+        const int64_t splits = cuda::attention_kernel_counts().flash_backward_split;
+        fast = run_primitives(q, k, v, g, c.L);
+        BOOST_CHECK_EQUAL(cuda::attention_kernel_counts().flash_backward_split, splits + (c.split ? 1 : 0));
+      }
+      check_exact(b.o, a.o, "o twice");
+      check_exact(b.lse, a.lse, "lse twice");
+      check_exact(b.dq, a.dq, "dq twice");
+      check_exact(b.dk, a.dk, "dk twice");
+      check_exact(b.dv, a.dv, "dv twice");
+      if (c.split) {
+        check_scaled(fast.dk, a.dk, tolerance(DType::bf16), "dk, split fused backward against the deterministic pass");
+        check_scaled(fast.dv, a.dv, tolerance(DType::bf16), "dv, split fused backward against the deterministic pass");
+      } else {
+        check_exact(fast.dk, a.dk, "dk, fused backward");
+        check_exact(fast.dv, a.dv, "dv, fused backward");
+      }
+      check_scaled(fast.dq, a.dq, tolerance(DType::bf16), "dq, fused backward against the deterministic pass");
     }
-    {
-      DeterministicScope off(false);
-      fast = run_primitives(q, k, v, g, L);
-    }
-    check_exact(b.o, a.o, "o twice");
-    check_exact(b.lse, a.lse, "lse twice");
-    check_exact(b.dq, a.dq, "dq twice");
-    check_exact(b.dk, a.dk, "dk twice");
-    check_exact(b.dv, a.dv, "dv twice");
-    check_exact(fast.dk, a.dk, "dk, fused backward");
-    check_exact(fast.dv, a.dv, "dv, fused backward");
-    check_scaled(fast.dq, a.dq, tolerance(DType::bf16), "dq, fused backward against the deterministic pass");
-  }
 }
 
 BOOST_AUTO_TEST_CASE(flash_dispatch, SPARTA_NEEDS_GPU) {

@@ -80,6 +80,8 @@ const char* attention_kernel_for(const attn::BlockLayout& L, const Tensor& q);
 // backward call one): tests check that a call took the path they meant to test.
 struct AttentionKernelCounts {
   int64_t flash_forward = 0, flash_backward = 0, simple_forward = 0, simple_backward = 0;
+  // Tensor-core backward launches that split long CSC lists over several CTAs (attention_flash.cu).
+  int64_t flash_backward_split = 0;
 };
 AttentionKernelCounts attention_kernel_counts();
 }  // namespace cuda

@@ -75,6 +75,13 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
     d.n_kblocks = s.n_kblocks;
     d.n_keys = s.n_keys;
     d.n_layouts = s.n_layouts;
+    d.max_col_entries = d.total_col_entries = 0;
+    for (int h = 0; h < s.n_layouts; ++h)
+      for (int64_t j = 0; j < s.n_kblocks; ++j) {
+        const size_t at = size_t(h * (s.n_kblocks + 1) + j);
+        d.max_col_entries = std::max(d.max_col_entries, s.col_ptr[at + 1] - s.col_ptr[at]);
+      }
+    if (!s.col_ptr.empty()) d.total_col_entries = s.col_ptr.back() - s.col_ptr.front();
     d.row_ptr = static_cast<const int64_t*>(at(o.row_ptr));
     d.col_idx = static_cast<const int32_t*>(at(o.col_idx));
     d.kind = static_cast<const uint8_t*>(at(o.kind));
@@ -330,6 +337,7 @@ AttentionKernelCounts attention_kernel_counts() {
   AttentionKernelCounts c;
   c.flash_forward = g_counts.flash_forward.load();
   c.flash_backward = g_counts.flash_backward.load();
+  c.flash_backward_split = flash::split_backward_launches();
   c.simple_forward = g_counts.simple_forward.load();
   c.simple_backward = g_counts.simple_backward.load();
   return c;

@@ -20,7 +20,9 @@
 //             also stores dS^T to shared memory, and its 4 warps compute the step's dQ = dS K,
 //             16 queries each, and add it into an f32 buffer with vector atomics (FlashAttention-2's
 //             scheme; on wgmma, one bulk reduce-add per warp, done in L2); a last pass scales and
-//             rounds the buffer into dq.
+//             rounds the buffer into dq. A key tile whose list is far longer than a CTA slot's share
+//             of the launch (split_columns) runs as several CTAs that add dK and dV into f32
+//             buffers, rounded the same way.
 //
 // Masks: per step (one 64 x 64 tile pair) each query row of the tile gets one 64-bit word, bit c
 // set when key c of the tile is allowed: kFull allows every key (inside the sequence), kCausal
@@ -41,6 +43,7 @@
 #include <cstring>
 
 #include <algorithm>
+#include <atomic>
 
 #include "core/cuda/check.h"
 #include "core/cuda/types.cuh"
@@ -186,22 +189,42 @@ __device__ __forceinline__ float exp2_fast(float x) {
   return y;
 }
 
-// Rows [row0, row0 + 64) of a (rows, D) matrix into a padded shared tile; rows >= n_valid become
-// zeros (no NaN from stale shared memory can reach a product). `safe`: any valid address.
-// kWg: into a swizzled wgmma tile instead (D = 64).
-template <int D, bool kWg = false, typename T>
-__device__ __forceinline__ void load_tile(T* tile, const T* rows, int n_valid, const T* safe, int tid) {
-  constexpr int kChunks = D / 8;  // 16-byte chunks per row; consecutive threads, consecutive chunks
-  static_assert(kTile * kChunks % kThreads == 0);
+// Rows [row0, row0 + 64) of a (rows, D) matrix into a padded shared tile, or a swizzled wgmma
+// tile (kWg, D = 64); rows >= n_valid become zeros (no NaN from stale shared memory can reach a
+// product). Thread tid copies 16-byte chunk tid % (D / 8) of rows tid / (D / 8) + i * (rows per
+// pass): its source and destination offsets are fixed for the kernel and step by constants, so
+// they are computed once (the per-step address arithmetic was 40% of the forward's instructions).
+template <int D, bool kWg>
+struct TileLoader {
+  static constexpr int kChunks = D / 8, kRowsPerPass = kThreads / kChunks, kPasses = kTile / kRowsPerPass;
+  static constexpr uint32_t kDstStep = kRowsPerPass * (kWg ? 128 : (D + 8) * 2), kSrcStep = kRowsPerPass * D * 2;
+  static_assert(kTile % kRowsPerPass == 0);
   static_assert(!kWg || D == 64);
-#pragma unroll
-  for (int it = 0; it < kTile * kChunks / kThreads; ++it) {
-    const int x = tid + it * kThreads, r = x / kChunks, c = x % kChunks;
-    const bool ok = r < n_valid;
-    const uint32_t dst = kWg ? smem_u32(tile) + swizzle_offset(r, c * 16) : smem_u32(tile + r * (D + 8) + c * 8);
-    cp_async16(dst, ok ? rows + int64_t(r) * D + c * 8 : safe, ok);
+  uint32_t dst, src;  // bytes from the tile's start and from its first source row
+  int row;
+  __device__ explicit TileLoader(int tid) : row(tid / kChunks) {
+    const int c = tid % kChunks;
+    // A 128-byte swizzle depends on the row mod 8 only: rows 16 apart share it.
+    dst = kWg ? swizzle_offset(row, c * 16) : uint32_t(row * (D + 8) * 2 + c * 16);
+    src = uint32_t(row * D * 2 + c * 16);
   }
-}
+  // `safe`: any valid address (the zero-filled chunks' source, which is not read).
+  template <typename T>
+  __device__ __forceinline__ void operator()(T* tile, const T* rows, int n_valid, const T* safe) const {
+    const uint32_t d = smem_u32(tile) + dst;
+    const char* g = reinterpret_cast<const char*>(rows) + src;
+    if (n_valid >= kTile) {
+#pragma unroll
+      for (int i = 0; i < kPasses; ++i) cp_async16(d + i * kDstStep, g + i * kSrcStep, true);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kPasses; ++i) {
+        const bool ok = row + i * kRowsPerPass < n_valid;
+        cp_async16(d + i * kDstStep, ok ? g + i * kSrcStep : reinterpret_cast<const char*>(safe), ok);
+      }
+    }
+  }
+};
 
 // The first 1024-byte aligned address at or after p (wgmma's swizzled tiles need it).
 __device__ __forceinline__ unsigned char* align_1024(unsigned char* p) {
@@ -252,8 +275,14 @@ struct Params {
   const void *q, *k, *v, *dout;
   void *o, *dq, *dk, *dv;
   const float *lse_in, *delta;
+  const float* lse2_in;  // the dk/dv kernel's lse: lse log2(e), +inf where lse is -inf (lse_log2_kernel)
   float* lse_out;
   float* dq_acc;  // the fused backward's f32 dQ sums (unscaled), (B, H, N, D), zeroed before
+  // The fused backward's split of long CSC lists: each key tile's list runs as kv_chunks CTAs of
+  // chunk_steps steps (kv_chunks = 1: one CTA per key tile, which writes dk and dv). Split, the
+  // CTAs add their unscaled dK and dV into dk_acc, dv_acc (f32, (B, H, Nk, D), zeroed before).
+  int64_t kv_chunks, chunk_steps;
+  float *dk_acc, *dv_acc;
   int64_t H, N, Nk;  // N: query rows (q, o, dq, lse, delta); Nk: key rows (k, v, dk, dv)
   float scale, scale_log2;  // scale_log2 = scale * log2(e)
 };
@@ -321,6 +350,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
 
   const Segment& s = p.s;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const TileLoader<D, kWg> load(tid);
   const QueryTile qt(s, p.H, p.N);
   const int64_t* rp = row_ptr_of(s, qt.head);
   const int64_t first = rp[qt.i], n_steps = (rp[qt.i + 1] - first) * (s.block_k / kTile);
@@ -344,13 +374,13 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
   }
 
   auto prefetch = [&](const Step& st, int buf) -> uint64_t {
-    load_tile<D, kWg>(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k, tid);
-    load_tile<D, kWg>(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v, tid);
+    load(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k);
+    load(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v);
     cp_async_commit();
     return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
   };
 
-  load_tile<D, kWg>(sQ, q + qt.qt0 * D, qt.q_len, q, tid);
+  load(sQ, q + qt.qt0 * D, qt.q_len, q);
   cp_async_commit();
   Step cur = qt.step(s, first, 0);
   const uint64_t word0 = prefetch(cur, 0);
@@ -388,14 +418,17 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
     const T* tV = sV + buf * kTile * S;
 
     // S = Q K^T: 16 x 64 per warp, eight n-tiles of 8 keys.
-    float sc[8][4];
+    float sc[8][4];  // wgmma's first product overwrites it (kZero)
+    if constexpr (!kWg) {
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+      for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+    }
     if constexpr (kWg) {
       const uint64_t dK = dK0 + buf * kDescTile;
       wg_fence();
+      wg_mma_ss<T, 0, 0, true>(sc, dQ, dK);
 #pragma unroll
-      for (int ks = 0; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(sc, dQ + ks * kDescK16, dK + ks * kDescK16);
+      for (int ks = 1; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(sc, dQ + ks * kDescK16, dK + ks * kDescK16);
       wg_commit();
       wg_wait<0>();
     } else {
@@ -521,6 +554,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
 
   const Segment& s = p.s;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const TileLoader<D, false> load(tid);
   const QueryTile qt(s, p.H, p.N);
   const int64_t* rp = row_ptr_of(s, qt.head);
   const int64_t first = rp[qt.i], n_steps = (rp[qt.i + 1] - first) * (s.block_k / kTile);
@@ -549,13 +583,13 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
 
   if (n_steps > 0) {
     auto prefetch = [&](const Step& st, int buf) -> uint64_t {
-      load_tile<D>(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k, tid);
-      load_tile<D>(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v, tid);
+      load(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k);
+      load(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v);
       cp_async_commit();
       return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
     };
-    load_tile<D>(sQ, q + qt.qt0 * D, qt.q_len, q, tid);
-    load_tile<D>(sdO, dout + qt.qt0 * D, qt.q_len, dout, tid);
+    load(sQ, q + qt.qt0 * D, qt.q_len, q);
+    load(sdO, dout + qt.qt0 * D, qt.q_len, dout);
     cp_async_commit();
     Step cur = qt.step(s, first, 0);
     const uint64_t word0 = prefetch(cur, 0);
@@ -695,20 +729,26 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
 
   const Segment& s = p.s;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
-  const int64_t n_tiles = (s.n_keys + kTile - 1) / kTile;
-  const int64_t t = int64_t(blockIdx.x) % n_tiles, bh = int64_t(blockIdx.x) / n_tiles, head = bh % p.H;
+  const TileLoader<D, kWg> load(tid);
+  const int64_t n_tiles = (s.n_keys + kTile - 1) / kTile, per_chunk = int64_t(gridDim.x) / p.kv_chunks;
+  const int64_t chunk = int64_t(blockIdx.x) / per_chunk, t = int64_t(blockIdx.x) % per_chunk % n_tiles;
+  const int64_t bh = int64_t(blockIdx.x) % per_chunk / n_tiles, head = bh % p.H;
   const int64_t j = t * kTile / s.block_k, kt0 = t * kTile;
   const int kv_len = clamp_len(min((j + 1) * s.block_k, s.n_keys) - kt0);
   const int qtiles = int(s.block_q / kTile);
   const int qt_log2 = qtiles == 2 ? 1 : 0;  // blocks are 64 or 128 (unsupported() sends others away)
   const int64_t* cp = col_ptr_of(s, head);
-  const int64_t first = cp[j], n_steps = (cp[j + 1] - first) * qtiles;
+  // This CTA's chunk of the list (chunk_steps is even, so a chunk starts on a query block).
+  const int64_t x0 = chunk * p.chunk_steps, first = cp[j] + x0 / qtiles;
+  const int64_t n_steps = min((cp[j + 1] - cp[j]) * qtiles - x0, p.chunk_steps);
+  const bool split = p.kv_chunks > 1;
+  if (split && n_steps <= 0) return;  // the accumulators hold this chunk's zeros already
   const int64_t base = bh * p.N * D, kbase = bh * p.Nk * D;
   const T* q = static_cast<const T*>(p.q) + base;
   const T* k = static_cast<const T*>(p.k) + kbase;
   const T* v = static_cast<const T*>(p.v) + kbase;
   const T* dout = static_cast<const T*>(p.dout) + base;
-  const float* lse = p.lse_in + bh * p.N;
+  const float* lse = p.lse2_in + bh * p.N;
   const float* delta = p.delta + bh * p.N;
   T* dk = static_cast<T*>(p.dk) + kbase;
   T* dv = static_cast<T*>(p.dv) + kbase;
@@ -729,8 +769,8 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
     return st;
   };
   auto prefetch = [&](const Step& st, int buf) -> uint64_t {
-    load_tile<D, kWg>(sQ + buf * kTile * S, q + st.qt0 * D, st.q_len, q, tid);
-    load_tile<D, kWg>(sdO + buf * kTile * S, dout + st.qt0 * D, st.q_len, dout, tid);
+    load(sQ + buf * kTile * S, q + st.qt0 * D, st.q_len, q);
+    load(sdO + buf * kTile * S, dout + st.qt0 * D, st.q_len, dout);
     if (tid < kTile) {
       cp_async4(smem_u32(sLse + buf * kTile + tid), tid < st.q_len ? lse + st.qt0 + tid : lse, tid < st.q_len);
     } else {
@@ -753,8 +793,8 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
     for (int x2 = 0; x2 < 4; ++x2) gk[nt][x2] = gv[nt][x2] = 0.f;
 
   if (n_steps > 0) {
-    load_tile<D, kWg>(sK, k + kt0 * D, kv_len, k, tid);
-    load_tile<D, kWg>(sV, v + kt0 * D, kv_len, v, tid);
+    load(sK, k + kt0 * D, kv_len, k);
+    load(sV, v + kt0 * D, kv_len, v);
     cp_async_commit();
     Step cur = step(0);
     const uint64_t word0 = prefetch(cur, 0);
@@ -784,16 +824,20 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
 #pragma unroll
       for (int qc = 0; qc < kTile / QC; ++qc) {
         // S^T = K Q^T and dP^T = V dO^T: 16 keys x QC queries per warp.
-        float st[NT][4], dpt[NT][4];
+        float st[NT][4], dpt[NT][4];  // wgmma's first products overwrite them (kZero)
+        if constexpr (!kWg) {
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+          for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-          for (int x2 = 0; x2 < 4; ++x2) st[nt][x2] = dpt[nt][x2] = 0.f;
+            for (int x2 = 0; x2 < 4; ++x2) st[nt][x2] = dpt[nt][x2] = 0.f;
+        }
         if constexpr (kWg) {
           const uint64_t dQb = dQ0 + buf * kDescTile, ddOb = ddO0 + buf * kDescTile;
           wg_fence();
+          wg_mma_ss<T, 0, 0, true>(st, dKd, dQb);
+          wg_mma_ss<T, 0, 0, true>(dpt, dVd, ddOb);
 #pragma unroll
-          for (int ks = 0; ks < KS; ++ks) {
+          for (int ks = 1; ks < KS; ++ks) {
             wg_mma_ss<T, 0, 0>(st, dKd + ks * kDescK16, dQb + ks * kDescK16);
             wg_mma_ss<T, 0, 0>(dpt, dVd + ks * kDescK16, ddOb + ks * kDescK16);
           }
@@ -830,8 +874,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
 #pragma unroll
             for (int x1 = 0; x1 < 2; ++x1) {
               const int qi = qc * QC + nt * 8 + c0 + x1;
-              const float l = tLse[qi];
-              const float l2 = l == -INFINITY ? INFINITY : l * kLog2e;
+              const float l2 = tLse[qi];
               const float dl = tDelta[qi];
               uint64_t qmask = 0;
               if constexpr (kMasked) qmask = tMask[qi] >> kr0;
@@ -853,14 +896,18 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
           to_ds(std::false_type());
         }
         if constexpr (kDq) {  // dS^T as T, the values dK's product below rounds to as well
+          // Swizzled (kWg, one chunk of 64 queries): row r's 16-byte chunk nt sits at chunk
+          // nt ^ (r % 8), and r % 8 = lane / 4 for both of the thread's rows, so the address is
+          // a fixed base and an XOR per chunk.
+          unsigned char* row0 = reinterpret_cast<unsigned char*>(sdS) + (kWg ? kr0 * 128 + 2 * c0 : 0);
+          const int xs = (lane >> 2) << 4;
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
               const int r = kr0 + 8 * h, c = qc * QC + nt * 8 + c0;
-              T* at = kWg ? reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(sdS) + swizzle_offset(r, 2 * c))
-                          : sdS + r * SDS + c;
-              *reinterpret_cast<uint32_t*>(at) = pack<T>(dpt[nt][2 * h], dpt[nt][2 * h + 1]);
+              void* at = kWg ? static_cast<void*>(row0 + h * 8 * 128 + ((nt << 4) ^ xs)) : sdS + r * SDS + c;
+              *static_cast<uint32_t*>(at) = pack<T>(dpt[nt][2 * h], dpt[nt][2 * h + 1]);
             }
         }
         // dV += P^T dO and dK += dS^T Q over the chunk's queries. On wgmma they stay in flight
@@ -907,13 +954,16 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
         const int q0 = w * 16 + (lane >> 2);
 #pragma unroll
         for (int half = 0; half < D / 64; ++half) {
-          float dqa[8][4];
+          float dqa[8][4];  // wgmma's first product overwrites it (kZero)
+          if constexpr (!kWg) {
 #pragma unroll
-          for (int nt = 0; nt < 8; ++nt) dqa[nt][0] = dqa[nt][1] = dqa[nt][2] = dqa[nt][3] = 0.f;
+            for (int nt = 0; nt < 8; ++nt) dqa[nt][0] = dqa[nt][1] = dqa[nt][2] = dqa[nt][3] = 0.f;
+          }
           if constexpr (kWg) {  // A = dS from dS^T (M-major), B = K (N-major): both transposed
             wg_fence();
+            wg_mma_ss<T, 1, 1, true>(dqa, dSd, dKd);
 #pragma unroll
-            for (int kk = 0; kk < 4; ++kk) wg_mma_ss<T, 1, 1>(dqa, dSd + kk * kDescRows16, dKd + kk * kDescRows16);
+            for (int kk = 1; kk < 4; ++kk) wg_mma_ss<T, 1, 1>(dqa, dSd + kk * kDescRows16, dKd + kk * kDescRows16);
             wg_commit();
             wg_wait<0>();  // dV and dK's group too: pa and da are free again
           } else {
@@ -967,6 +1017,16 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   for (int h = 0; h < 2; ++h) {
     const int r = kr0 + 8 * h;
     if (r >= kv_len) continue;
+    if (split) {
+      float* ka = p.dk_acc + kbase + (kt0 + r) * D + c0;
+      float* va = p.dv_acc + kbase + (kt0 + r) * D + c0;
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        atomic_add2(ka + nt * 8, gk[nt][2 * h], gk[nt][2 * h + 1]);
+        atomic_add2(va + nt * 8, gv[nt][2 * h], gv[nt][2 * h + 1]);
+      }
+      continue;
+    }
     T* krow = dk + (kt0 + r) * D;
     T* vrow = dv + (kt0 + r) * D;
 #pragma unroll
@@ -981,15 +1041,22 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   }
 }
 
-// dq = T(scale * acc), n elements (a multiple of 4: D is).
+// out = lse log2(e), +inf where lse = -inf (a row that sees nothing: its P = 2^(s - inf) = 0), so the
+// dk/dv kernel's exponent is one FMA per element with no per-query conversion.
+__global__ void lse_log2_kernel(int64_t n, const float* __restrict__ lse, float* __restrict__ out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = lse[i] == -INFINITY ? INFINITY : lse[i] * kLog2e;
+}
+
+// out = T(scale * acc), n elements (a multiple of 4: D is).
 template <typename T>
-__global__ void dq_from_acc_kernel(int64_t n, float scale, const float* __restrict__ acc, T* __restrict__ dq) {
+__global__ void acc_round_kernel(int64_t n, float scale, const float* __restrict__ acc, T* __restrict__ out) {
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n; i += int64_t(gridDim.x) * blockDim.x * 4) {
     const float4 a = *reinterpret_cast<const float4*>(acc + i);
-    uint2 out;
-    out.x = pack<T>(a.x * scale, a.y * scale);
-    out.y = pack<T>(a.z * scale, a.w * scale);
-    *reinterpret_cast<uint2*>(dq + i) = out;
+    uint2 r;
+    r.x = pack<T>(a.x * scale, a.y * scale);
+    r.y = pack<T>(a.z * scale, a.w * scale);
+    *reinterpret_cast<uint2*>(out + i) = r;
   }
 }
 
@@ -1009,6 +1076,8 @@ Params params_of(const Segment& s, double scale, const Tensor& q, const Tensor& 
   p.Nk = k.shape(2);
   p.scale = float(scale);
   p.scale_log2 = float(scale * 1.4426950408889634);
+  p.kv_chunks = 1;
+  p.chunk_steps = int64_t(1) << 62;
   return p;
 }
 
@@ -1044,6 +1113,35 @@ bool use_wgmma(int64_t D) {
   return major == 9 && minor == 0;
 }
 
+std::atomic<int64_t> g_split_launches{0};
+
+// The fused backward's split of long CSC lists (Params::kv_chunks): a launch takes as long as its
+// longest CTA, and some layouts give one key tile far more of the work than a CTA slot's share
+// (fixed attention's summary keys: every later query sees them). Lists longer than half a slot's
+// share run as chunks of that length.
+void split_columns(Params& p, const Segment& s, int64_t bh, int ctas_per_sm) {
+  int dev = 0, sms = 0;
+  SPARTA_CUDA_CHECK("sparse_attention_backward", cudaGetDevice(&dev));
+  SPARTA_CUDA_CHECK("sparse_attention_backward", cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t steps_per_entry = (s.block_q / kTile) * (s.block_k / kTile);  // over the block's key tiles
+  const int64_t total = bh / s.n_layouts * s.total_col_entries * steps_per_entry;
+  const int64_t longest = s.max_col_entries * (s.block_q / kTile);  // one key tile's list
+  const int64_t chunk = std::max<int64_t>(16, total / (int64_t(sms) * ctas_per_sm) / 2) / 2 * 2;
+  if (longest <= chunk) return;
+  p.chunk_steps = chunk;
+  p.kv_chunks = (longest + chunk - 1) / chunk;
+  ++g_split_launches;
+}
+
+// out = T(scale * acc), n elements.
+template <typename T>
+void round_acc(int64_t n, float scale, const float* acc, const Tensor& out, const char* op) {
+  const int64_t blocks = std::min<int64_t>((n / 4 + 255) / 256, 132 * 16);
+  if (blocks == 0) return;
+  acc_round_kernel<T><<<unsigned(blocks), 256, 0, stream()>>>(n, scale, acc, static_cast<T*>(out.data_ptr()));
+  SPARTA_CUDA_LAUNCH_CHECK(op);
+}
+
 template <typename Kernel>
 void launch(Kernel kernel, unsigned grid, size_t smem, const Params& p, const char* op) {
   // Above 48 KiB a kernel must opt in to its dynamic shared memory (per device: set every launch).
@@ -1053,6 +1151,8 @@ void launch(Kernel kernel, unsigned grid, size_t smem, const Params& p, const ch
 }
 
 }  // namespace
+
+int64_t split_backward_launches() { return g_split_launches.load(); }
 
 const char* unsupported(const attn::BlockLayout& L, const Tensor& q, double scale,
                         std::initializer_list<const Tensor*> others) {
@@ -1111,6 +1211,13 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
   p.dout = dout.data_ptr();
   p.lse_in = static_cast<const float*>(lse.data_ptr());
   p.delta = static_cast<const float*>(delta.data_ptr());
+  const int64_t rows = sh.B * sh.H * sh.N;
+  Tensor lse2 = Tensor::empty({rows}, DType::f32, q.device());
+  p.lse2_in = static_cast<const float*>(lse2.data_ptr());
+  if (rows > 0) {
+    lse_log2_kernel<<<unsigned((rows + 255) / 256), 256, 0, stream()>>>(rows, p.lse_in, static_cast<float*>(lse2.data_ptr()));
+    SPARTA_CUDA_LAUNCH_CHECK(op);
+  }
   p.dq = dq.data_ptr();
   p.dk = dk.data_ptr();
   p.dv = dv.data_ptr();
@@ -1122,19 +1229,27 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
       launch(dq_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), dq_smem<T, D>(), p, op);
       return;
     }
-    const int64_t n = sh.B * sh.H * sh.N * D;
-    Tensor acc = Tensor::empty({n}, DType::f32, q.device());
+    const bool wg = D == 64 && use_wgmma(D);
+    const int64_t n = sh.B * sh.H * sh.N * D, nk = sh.B * sh.H * s.n_keys * D;
+    split_columns(p, s, sh.B * sh.H, wg ? 3 : 2);
+    const bool split = p.kv_chunks > 1;
+    Tensor acc = Tensor::empty({n + (split ? 2 * nk : 0)}, DType::f32, q.device());
     p.dq_acc = static_cast<float*>(acc.data_ptr());
-    SPARTA_CUDA_CHECK(op, cudaMemsetAsync(p.dq_acc, 0, size_t(n) * sizeof(float), stream()));
-    bool wg = false;
-    if constexpr (D == 64) {
-      if ((wg = use_wgmma(D)))
-        launch(dkdv_kernel<T, D, true, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, true, true>(), p, op);
+    if (split) {
+      p.dk_acc = p.dq_acc + n;
+      p.dv_acc = p.dk_acc + nk;
     }
-    if (!wg) launch(dkdv_kernel<T, D, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, true>(), p, op);
-    const int64_t blocks = std::min<int64_t>((n / 4 + 255) / 256, 132 * 16);
-    dq_from_acc_kernel<T><<<unsigned(blocks), 256, 0, stream()>>>(n, p.scale, p.dq_acc, static_cast<T*>(dq.data_ptr()));
-    SPARTA_CUDA_LAUNCH_CHECK(op);
+    SPARTA_CUDA_CHECK(op, cudaMemsetAsync(p.dq_acc, 0, size_t(acc.numel()) * sizeof(float), stream()));
+    const unsigned grid = grid_of(sh.B * sh.H * p.kv_chunks, s.n_keys, op);
+    if constexpr (D == 64) {
+      if (wg) launch(dkdv_kernel<T, D, true, true>, grid, dkdv_smem<T, D, true, true>(), p, op);
+    }
+    if (!wg) launch(dkdv_kernel<T, D, true>, grid, dkdv_smem<T, D, true>(), p, op);
+    round_acc<T>(n, p.scale, p.dq_acc, dq, op);
+    if (split) {
+      round_acc<T>(nk, p.scale, p.dk_acc, dk, op);
+      round_acc<T>(nk, 1.f, p.dv_acc, dv, op);
+    }
   });
 }
 

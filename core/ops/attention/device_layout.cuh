@@ -16,6 +16,9 @@ namespace sparta::cuda {
 struct Segment {
   int64_t seq_len, block_q, block_k, n_qblocks, n_kblocks, n_keys;
   int n_layouts;
+  // Over every layout's key blocks: the longest CSC list and the sum of their lengths, counted on
+  // the host (the backward splits a long list over several CTAs when it would hold up a launch).
+  int64_t max_col_entries, total_col_entries;
   const int64_t* row_ptr;
   const int32_t* col_idx;
   const uint8_t* kind;

@@ -32,6 +32,9 @@ void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, c
 void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
               const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv);
 
+// How many fused backward launches have split a long CSC list over several CTAs (for tests).
+int64_t split_backward_launches();
+
 // Every segment of a layout, on q, k, v, o, dout (B, H, N, D) and lse, delta (B, H, N) in token
 // order (attention_flash_segments.cu).
 int max_segments();
