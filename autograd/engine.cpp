@@ -47,13 +47,18 @@ struct Installer {
   Installer() { detail::set_record_hook(&record); }
 };
 
-// A leaf owns its gradient buffer (vjps may hand one tensor to several inputs) and adds in place.
-void accumulate_leaf(Tensor& slot, const Tensor& g) {
-  if (!slot.defined()) {
-    slot = contiguous(clone(g.detach()));
-  } else {
+// A leaf owns its gradient buffer and adds into it in place. vjps may hand one tensor to several
+// inputs, so a gradient is copied unless nothing else can reach its memory: its only handle (the
+// caller moved it in), over a whole storage that no other tensor shares. Taking such a gradient
+// as is saves a copy of every parameter's gradient per backward pass.
+void accumulate_leaf(Tensor& slot, Tensor g) {
+  if (slot.defined()) {
     add_(slot, g);
+    return;
   }
+  const bool sole = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && g.is_contiguous() &&
+                    g.offset() == 0 && g.nbytes() == g.storage()->nbytes();
+  slot = sole ? g.detach() : contiguous(clone(g.detach()));
 }
 
 void accumulate(Tensor& slot, const Tensor& g) { slot = slot.defined() ? add(slot, g) : g; }
@@ -175,8 +180,8 @@ void backward(const Tensors& roots, const Tensors& gradients) {
     for (int a : n->argnums) visit_input(n->inputs[size_t(a)]);
   }
 
-  auto deliver_leaf = [&](AutogradMeta* m, const Tensor& g) {
-    accumulate_leaf(m->grad, g);
+  auto deliver_leaf = [&](AutogradMeta* m, Tensor g) {
+    accumulate_leaf(m->grad, std::move(g));
     if (--leaf_deps[m] == 0) {
       for (auto& hook : m->grad_ready_hooks) hook(m->grad);
     }
@@ -198,7 +203,7 @@ void backward(const Tensors& roots, const Tensors& gradients) {
     g = cast(g.detach(), r.dtype());
     AutogradMeta* m = meta_of(r);
     if (!m->grad_fn) {
-      deliver_leaf(m, g);
+      deliver_leaf(m, std::move(g));
       continue;
     }
     Pending& p = pending[m->grad_fn.get()];
@@ -235,7 +240,8 @@ void backward(const Tensors& roots, const Tensors& gradients) {
         if (g.dtype() != input.dtype()) g = cast(g, input.dtype());
       }
       if (!m->grad_fn) {
-        deliver_leaf(m, g.defined() ? g : zeros_like(input.detach()));
+        grads[j] = Tensor();  // g alone holds the gradient now (accumulate_leaf may keep it)
+        deliver_leaf(m, g.defined() ? std::move(g) : zeros_like(input.detach()));
         continue;
       }
       Node* prev = m->grad_fn.get();

@@ -416,12 +416,13 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
       const C* lp = static_cast<const C*>(lse.data_ptr());
       C* delta_p = static_cast<C*>(delta.data_ptr());
       const C* thr_p = threshold.defined() ? static_cast<const C*>(threshold.data_ptr()) : nullptr;
-      delta_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dm.rows(), dm.D, op_, dop, delta_p);
-      SPARTA_CUDA_LAUNCH_CHECK(op);
-      if (use_flash) {  // delta above is shared by both paths
+      if (use_flash) {
+        flash::row_delta(o, dout, delta);
         flash::backward_layout(*dl, scale, q, k, v, lse, delta, dout, dq, dk, dv);
         return;
       }
+      delta_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dm.rows(), dm.D, op_, dop, delta_p);
+      SPARTA_CUDA_LAUNCH_CHECK(op);
       dq_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dl->segments, dl->n_segments, dm.rows(), dm.H,
                                                                    dm.N, dm.D, C(scale), qp, kp, vp, dop, lp,
                                                                    delta_p, thr_p, static_cast<T*>(dq.data_ptr()));

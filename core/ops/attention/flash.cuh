@@ -27,6 +27,9 @@ const char* unsupported(const attn::BlockLayout& L, const Tensor& q, double scal
 void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
              const Tensor& lse);
 
+// delta (B, H, N) f32 = rowsum(dO * O), for o and dout (B, H, N, D) that the kernels take.
+void row_delta(const Tensor& o, const Tensor& dout, const Tensor& delta);
+
 // lse: the union's (every segment's) log-sum-exp; delta: (B, H, N) f32, rowsum(dO * O). dq: (B, H, N, D),
 // dk, dv: (B, H, Nk, D) in q's dtype, fully written.
 void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
