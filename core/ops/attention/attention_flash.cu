@@ -5,7 +5,8 @@
 // 64 on sm_90 the same kernels (kWg) issue the products as wgmma m64n64k16 of the whole warpgroup
 // instead (see "wgmma" below); everything around the products is shared.
 //
-//   forward   one CTA per (batch, head, 64-query tile), over the tile's CSR entries: K and V tiles
+//   forward   one CTA per (batch, head, 64-query tile), over the tile's CSR entries (then over a
+//             second segment's, when forward_pair gives one: fixed attention's summary keys): K and V tiles
 //             stream through shared memory (cp.async, double-buffered); S = Q K^T and O += P V on
 //             tensor cores (ldmatrix fragments; Q stays in registers); the online softmax in f32
 //             registers over the raw scores' running max m, p = 2^(s scale log2 e - m scale log2 e)
@@ -238,6 +239,7 @@ __device__ __forceinline__ int clamp_len(int64_t n) { return n < 0 ? 0 : n > kTi
 struct Step {
   int64_t e, i, j, qt0, kt0;
   int q_len, kv_len, kind;
+  int seg;  // the forward's second segment (Params::s2) when 1
   // Whether the kernels must test the mask words (else every pair of the 64 x 64 tiles is allowed).
   __device__ bool masked() const { return kind != BlockLayout::kFull || q_len < kTile || kv_len < kTile; }
 };
@@ -272,6 +274,13 @@ __device__ __forceinline__ uint64_t mask_word(const Segment& s, const Step& st, 
 
 struct Params {
   Segment s;
+  // The forward's optional second segment, in the same query order with the same query blocks (a
+  // plain segment and one over gathered keys, as fixed attention's): its rows continue each query
+  // tile's walk and online softmax, so the union needs no merge. k2, v2: its keys, (B, H, Nk2, D).
+  bool has_s2;
+  Segment s2;
+  const void *k2, *v2;
+  int64_t Nk2;
   const void *q, *k, *v, *dout;
   void *o, *dq, *dk, *dv;
   const float *lse_in, *delta;
@@ -321,6 +330,7 @@ struct QueryTile {
     st.kt0 = st.j * s.block_k + (x & kt) * kTile;
     st.kv_len = clamp_len(min((st.j + 1) * s.block_k, s.n_keys) - st.kt0);
     st.kind = s.kind[st.e];
+    st.seg = 0;
     return st;
   }
 };
@@ -353,14 +363,28 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
   const TileLoader<D, kWg> load(tid);
   const QueryTile qt(s, p.H, p.N);
   const int64_t* rp = row_ptr_of(s, qt.head);
-  const int64_t first = rp[qt.i], n_steps = (rp[qt.i + 1] - first) * (s.block_k / kTile);
+  const int64_t first = rp[qt.i], n1 = (rp[qt.i + 1] - first) * (s.block_k / kTile);
+  int64_t first2 = 0, n_steps = n1;  // steps n1 .. n_steps - 1 walk the second segment's row
+  if (p.has_s2) {
+    const int64_t* rp2 = row_ptr_of(p.s2, qt.head);
+    first2 = rp2[qt.i];
+    n_steps += (rp2[qt.i + 1] - first2) * (p.s2.block_k / kTile);
+  }
   const int64_t base = qt.bh * p.N * D, kbase = qt.bh * p.Nk * D;
   const T* q = static_cast<const T*>(p.q) + base;
   const T* k = static_cast<const T*>(p.k) + kbase;
   const T* v = static_cast<const T*>(p.v) + kbase;
+  const T* k2 = p.has_s2 ? static_cast<const T*>(p.k2) + qt.bh * p.Nk2 * D : k;
+  const T* v2 = p.has_s2 ? static_cast<const T*>(p.v2) + qt.bh * p.Nk2 * D : v;
   T* o = static_cast<T*>(p.o) + base;
   float* lse = p.lse_out + qt.bh * p.N;
   const int r0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);  // this thread's rows r0, r0 + 8
+  auto step = [&](int64_t x) {
+    if (x < n1) return qt.step(s, first, x);
+    Step st = qt.step(p.s2, first2, x - n1);
+    st.seg = 1;
+    return st;
+  };
 
   if (n_steps == 0) {  // a query block that sees no key: o = 0, lse = -inf (as on the CPU)
     for (int h = 0; h < 2; ++h) {
@@ -374,15 +398,17 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
   }
 
   auto prefetch = [&](const Step& st, int buf) -> uint64_t {
-    load(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k);
-    load(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v);
+    const T* kk = st.seg ? k2 : k;
+    const T* vv = st.seg ? v2 : v;
+    load(sK + buf * kTile * S, kk + st.kt0 * D, st.kv_len, kk);
+    load(sV + buf * kTile * S, vv + st.kt0 * D, st.kv_len, vv);
     cp_async_commit();
-    return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
+    return st.masked() && tid < kTile ? mask_word(st.seg ? p.s2 : s, st, tid) : uint64_t(0);
   };
 
   load(sQ, q + qt.qt0 * D, qt.q_len, q);
   cp_async_commit();
-  Step cur = qt.step(s, first, 0);
+  Step cur = step(0);
   const uint64_t word0 = prefetch(cur, 0);
   if (tid < kTile) sMask[tid] = word0;
   cp_async_wait<1>();  // Q has landed (step 0 may still be in flight)
@@ -406,7 +432,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
     Step next = cur;
     uint64_t next_word = 0;  // the next step's mask word: its loads overlap this step's products
     if (x + 1 < n_steps) {
-      next = qt.step(s, first, x + 1);
+      next = step(x + 1);
       next_word = prefetch(next, buf ^ 1);
       cp_async_wait<1>();
     } else {
@@ -1122,6 +1148,14 @@ void dispatch(DType dt, int64_t D, const char* op, F&& f) {
   SPARTA_FAIL(op, "no tensor-core kernel for ", dtype_name(dt));
 }
 
+// Runs f with T bound to q's device element type.
+template <typename F>
+void by_dtype(DType dt, F&& f) {
+  if (dt == DType::bf16) return f(__nv_bfloat16());
+  if (dt == DType::f16) return f(__half());
+  SPARTA_FAIL("sparse_attention", "no tensor-core kernel for ", dtype_name(dt));
+}
+
 // Whether this call runs the wgmma kernels: head dim 64 on a compute capability 9.0 device (the
 // build's sm_90a code), unless SPARTA_FLASH_WGMMA=0 (for A/B comparisons).
 bool use_wgmma(int64_t D) {
@@ -1203,9 +1237,23 @@ const char* unsupported(const attn::BlockLayout& L, const Tensor& q, double scal
 
 void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
              const Tensor& lse) {
+  forward_pair(s, nullptr, scale, q, k, v, k, v, o, lse);
+}
+
+void forward_pair(const Segment& s, const Segment* s2, double scale, const Tensor& q, const Tensor& k,
+                  const Tensor& v, const Tensor& k2, const Tensor& v2, const Tensor& o, const Tensor& lse) {
   const char* op = "sparse_attention";
   const Shape4 sh = shape_of(q);
   Params p = params_of(s, scale, q, k);
+  if (s2) {
+    SPARTA_CHECK(s2->block_q == s.block_q && s2->seq_len == s.seq_len && !s2->q_pos, op,
+                 "a second segment must share the first one's query blocks and order");
+    p.has_s2 = true;
+    p.s2 = *s2;
+    p.k2 = k2.data_ptr();
+    p.v2 = v2.data_ptr();
+    p.Nk2 = k2.shape(2);
+  }
   p.q = q.data_ptr();
   p.k = k.data_ptr();
   p.v = v.data_ptr();
@@ -1239,8 +1287,34 @@ void row_delta(const Tensor& o, const Tensor& dout, const Tensor& delta) {
   SPARTA_CUDA_LAUNCH_CHECK(op);
 }
 
+Tensor lse_log2(const Tensor& lse) {
+  Tensor out = Tensor::empty({lse.numel()}, DType::f32, lse.device());
+  const int64_t rows = lse.numel();
+  if (rows > 0) {
+    lse_log2_kernel<<<unsigned((rows + 255) / 256), 256, 0, stream()>>>(rows, static_cast<const float*>(lse.data_ptr()),
+                                                                        static_cast<float*>(out.data_ptr()));
+    SPARTA_CUDA_LAUNCH_CHECK("sparse_attention_backward");
+  }
+  return out;
+}
+
+Tensor dq_sums(const Tensor& q) {
+  Tensor acc = Tensor::empty({q.numel()}, DType::f32, q.device());
+  SPARTA_CUDA_CHECK("sparse_attention_backward",
+                    cudaMemsetAsync(acc.data_ptr(), 0, size_t(acc.numel()) * sizeof(float), stream()));
+  return acc;
+}
+
+void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq) {
+  by_dtype(dq.dtype(), [&](auto tag) {
+    round_acc<decltype(tag)>(dq.numel(), float(scale), static_cast<const float*>(sums.data_ptr()), dq,
+                             "sparse_attention_backward");
+  });
+}
+
 void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
-              const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+              const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+              const Tensor& lse2_in, const Tensor& dq_sum) {
   const char* op = "sparse_attention_backward";
   const Shape4 sh = shape_of(q);
   Params p = params_of(s, scale, q, k);
@@ -1250,13 +1324,8 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
   p.dout = dout.data_ptr();
   p.lse_in = static_cast<const float*>(lse.data_ptr());
   p.delta = static_cast<const float*>(delta.data_ptr());
-  const int64_t rows = sh.B * sh.H * sh.N;
-  Tensor lse2 = Tensor::empty({rows}, DType::f32, q.device());
+  const Tensor lse2 = lse2_in.defined() ? lse2_in : lse_log2(lse);
   p.lse2_in = static_cast<const float*>(lse2.data_ptr());
-  if (rows > 0) {
-    lse_log2_kernel<<<unsigned((rows + 255) / 256), 256, 0, stream()>>>(rows, p.lse_in, static_cast<float*>(lse2.data_ptr()));
-    SPARTA_CUDA_LAUNCH_CHECK(op);
-  }
   p.dq = dq.data_ptr();
   p.dk = dk.data_ptr();
   p.dv = dv.data_ptr();
@@ -1269,22 +1338,25 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
       return;
     }
     const bool wg = D == 64 && use_wgmma(D);
+    const bool own_dq = !dq_sum.defined();
     const int64_t n = sh.B * sh.H * sh.N * D, nk = sh.B * sh.H * s.n_keys * D;
     split_columns(p, s, sh.B * sh.H, wg ? 3 : 2);
     const bool split = p.kv_chunks > 1;
-    Tensor acc = Tensor::empty({n + (split ? 2 * nk : 0)}, DType::f32, q.device());
-    p.dq_acc = static_cast<float*>(acc.data_ptr());
+    Tensor acc = Tensor::empty({(own_dq ? n : 0) + (split ? 2 * nk : 0)}, DType::f32, q.device());
+    float* sums = static_cast<float*>(acc.data_ptr());
+    p.dq_acc = own_dq ? sums : static_cast<float*>(dq_sum.data_ptr());
     if (split) {
-      p.dk_acc = p.dq_acc + n;
+      p.dk_acc = sums + (own_dq ? n : 0);
       p.dv_acc = p.dk_acc + nk;
     }
-    SPARTA_CUDA_CHECK(op, cudaMemsetAsync(p.dq_acc, 0, size_t(acc.numel()) * sizeof(float), stream()));
+    if (acc.numel() > 0)
+      SPARTA_CUDA_CHECK(op, cudaMemsetAsync(sums, 0, size_t(acc.numel()) * sizeof(float), stream()));
     const unsigned grid = grid_of(sh.B * sh.H * p.kv_chunks, s.n_keys, op);
     if constexpr (D == 64) {
       if (wg) launch(dkdv_kernel<T, D, true, true>, grid, dkdv_smem<T, D, true, true>(), p, op);
     }
     if (!wg) launch(dkdv_kernel<T, D, true>, grid, dkdv_smem<T, D, true>(), p, op);
-    round_acc<T>(n, p.scale, p.dq_acc, dq, op);
+    if (own_dq) round_acc<T>(n, p.scale, p.dq_acc, dq, op);
     if (split) {
       round_acc<T>(nk, p.scale, p.dk_acc, dk, op);
       round_acc<T>(nk, 1.f, p.dv_acc, dv, op);

@@ -11,7 +11,10 @@
 //   lse = log sum_s exp(lse_s),   o = sum_s exp(lse_s - lse) o_s.
 // Backward needs no merge: with the union's lse and delta = rowsum(dO * O), each segment's
 // P = exp(S - lse) is already the union's probability, so the segments' dq, dk, dv are added in
-// token order, segment after segment (one writer per row per pass: deterministic).
+// token order, segment after segment (one writer per row per pass: deterministic). The fused
+// (default) backward lets the segments whose queries are in token order add dq into one f32
+// buffer, and the forward walks a plain segment and one over gathered keys (fixed attention) in
+// one kernel, whose online softmax covers both (no merge).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -19,6 +22,7 @@
 
 #include "core/cuda/check.h"
 #include "core/cuda/types.cuh"
+#include "core/determinism.h"
 #include "core/ops/attention/flash.cuh"
 
 namespace sparta::cuda::flash {
@@ -167,6 +171,12 @@ Order order_of(const Segment& s) { return {s.q_pos, s.k_pos, s.seq_len, s.n_keys
 
 bool is_plain(const Segment& s, int64_t N) { return !s.q_pos && !s.k_pos && s.seq_len == N && s.n_keys == N; }
 
+// Whether s2 can continue the rows of a plain first segment s in one forward walk: queries in token
+// order over the same blocks.
+bool pairs_with_first(const Segment& s, const Segment& s2) {
+  return !s2.q_pos && s2.seq_len == s.seq_len && s2.block_q == s.block_q;
+}
+
 int max_segments() { return kMaxSegments; }
 
 void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -174,6 +184,12 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
   const char* op = "sparse_attention";
   const int64_t N = q.shape(2);
   if (dl.n_segments == 1 && is_plain(dl.host_segments[0], N)) return forward(dl.host_segments[0], scale, q, k, v, o, lse);
+  if (dl.n_segments == 2 && is_plain(dl.host_segments[0], N) && pairs_with_first(dl.host_segments[0], dl.host_segments[1])) {
+    // One walk over both rows (fixed attention: the block's own keys, then the summary keys).
+    const Segment& s2 = dl.host_segments[1];
+    const Tensor k2 = gather_rows(k, s2.k_pos, s2.n_keys, op), v2 = gather_rows(v, s2.k_pos, s2.n_keys, op);
+    return forward_pair(dl.host_segments[0], &s2, scale, q, k, v, k2, v2, o, lse);
+  }
   SPARTA_CHECK(dl.n_segments <= kMaxSegments, op, "a layout of ", dl.n_segments, " segments (at most ", kMaxSegments,
                ")");
   std::vector<Tensor> outs, lses;  // kept alive until the merge has been queued
@@ -215,8 +231,32 @@ void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, cons
     for (const Tensor* g : {&dq, &dk, &dv})
       SPARTA_CUDA_CHECK(op, cudaMemsetAsync(g->data_ptr(), 0, size_t(g->numel()) * dtype_size(g->dtype()), stream()));
   }
+  // The fused backward: segments with queries in token order add their dq into one f32 buffer,
+  // rounded into dq once (no per-segment dq copy to add), before the other segments add theirs.
+  const bool fused = !deterministic_algorithms();
+  auto in_order = [&](const Segment& s) { return fused && !s.q_pos && s.seq_len == N; };
+  Tensor sums, lse2;
+  if (fused) {
+    sums = dq_sums(q);
+    lse2 = lse_log2(lse);
+  }
   for (int i = 0; i < dl.n_segments; ++i) {
     const Segment& s = dl.host_segments[size_t(i)];
+    if (!in_order(s)) continue;
+    if (i == 0 && first_writes) {
+      backward(s, scale, q, k, v, lse, delta, dout, dq, dk, dv, lse2, sums);
+      continue;
+    }
+    const Tensor ks = gather_rows(k, s.k_pos, s.n_keys, op), vs = gather_rows(v, s.k_pos, s.n_keys, op);
+    Tensor gk = Tensor::empty(ks.shape(), k.dtype(), k.device()), gv = Tensor::empty(vs.shape(), v.dtype(), v.device());
+    backward(s, scale, q, ks, vs, lse, delta, dout, dq, gk, gv, lse2, sums);
+    add_rows(gk, dk, s.k_pos, op);
+    add_rows(gv, dv, s.k_pos, op);
+  }
+  if (fused) round_dq_sums(sums, scale, dq);
+  for (int i = 0; i < dl.n_segments; ++i) {
+    const Segment& s = dl.host_segments[size_t(i)];
+    if (in_order(s)) continue;
     if (i == 0 && first_writes) {
       backward(s, scale, q, k, v, lse, delta, dout, dq, dk, dv);
       continue;

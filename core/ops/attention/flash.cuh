@@ -30,10 +30,24 @@ void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, c
 // delta (B, H, N) f32 = rowsum(dO * O), for o and dout (B, H, N, D) that the kernels take.
 void row_delta(const Tensor& o, const Tensor& dout, const Tensor& delta);
 
+// forward of s and s2 together, as if one segment: s2 has s's query blocks and order (no q_pos),
+// its own keys k2, v2 (B, H, s2->n_keys, D). Null s2: forward(s, ...).
+void forward_pair(const Segment& s, const Segment* s2, double scale, const Tensor& q, const Tensor& k,
+                  const Tensor& v, const Tensor& k2, const Tensor& v2, const Tensor& o, const Tensor& lse);
+
 // lse: the union's (every segment's) log-sum-exp; delta: (B, H, N) f32, rowsum(dO * O). dq: (B, H, N, D),
 // dk, dv: (B, H, Nk, D) in q's dtype, fully written.
+// lse2: lse_log2(lse), or undefined to compute it here. dq_sum: undefined, or (fused backward only)
+// an f32 buffer of q's size (dq_sums) that this call adds its unscaled dq into instead of writing
+// dq, so that segments in one query order share it; round_dq_sums writes dq from it.
 void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
-              const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv);
+              const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+              const Tensor& lse2 = Tensor(), const Tensor& dq_sum = Tensor());
+// lse log2(e), +inf where lse = -inf: the dk/dv kernel's form.
+Tensor lse_log2(const Tensor& lse);
+// A zeroed f32 tensor of q's size, and dq = q's dtype(scale * sums).
+Tensor dq_sums(const Tensor& q);
+void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq);
 
 // How many fused backward launches have split a long CSC list over several CTAs (for tests).
 int64_t split_backward_launches();
