@@ -10,12 +10,14 @@
 // (or more) of the head dimension of q, loads the same chunk of the key's k and v rows, and the
 // group reduces the dot product by shuffles. Each group keeps its own online softmax over the keys
 // it saw; the groups merge through shared memory at the end. A group takes kUnroll keys per step,
-// so that 2 * kUnroll 16-byte loads per thread are in flight before the first score is needed.
+// so that 2 * kUnroll 16-byte loads per thread are in flight before the first score is needed;
+// the next entry's block index is loaded during the current one's keys.
 // Keys that the entry's kind or mask bits reject (or past the cache) are never loaded.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "core/cuda/check.h"
 #include "core/cuda/reduce.cuh"
@@ -63,6 +65,18 @@ __device__ __forceinline__ void load_chunk(const T* p, C (&x)[V]) {
   } else {
 #pragma unroll
     for (int i = 0; i < V; ++i) x[i] = convert<C>(p[i]);
+  }
+}
+
+// V elements at p as they are: one 16-byte load when V elements are 16 bytes.
+template <int V, typename T>
+__device__ __forceinline__ void load_raw(const T* p, T (&x)[V]) {
+  if constexpr (V * sizeof(T) == 16) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    memcpy(x, &raw, 16);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) x[i] = p[i];
   }
 }
 
@@ -121,14 +135,24 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t n = rp[i + 1] - rp[i];
     const int64_t e0 = rp[i] + max(lo - base, int64_t(0)), e1 = rp[i] + min(hi - base, n);
     base += n;
+    // The next entry's block and kind are loaded while this one's keys are: otherwise each entry
+    // waits for them before it can even address its keys (two memory round trips per entry).
+    int32_t j_next = e0 < e1 ? s.col_idx[e0] : 0;
+    uint8_t kind_next = e0 < e1 ? s.kind[e0] : 0;
     for (int64_t e = e0; e < e1; ++e) {
-      const int64_t k0 = int64_t(s.col_idx[e]) * s.block_k, cols = min(s.block_k, s.n_keys - k0);
-      const uint8_t kind = s.kind[e];
+      const int64_t k0 = int64_t(j_next) * s.block_k, cols = min(s.block_k, s.n_keys - k0);
+      const uint8_t kind = kind_next;
+      if (e + 1 < e1) {
+        j_next = s.col_idx[e + 1];
+        kind_next = s.kind[e + 1];
+      }
       const int64_t mask0 = kind == BlockLayout::kPartial ? s.mask_offset[e] + r * cols : 0;
       // The trip count is the same for every thread of the block: the shuffles below see full warps.
       for (int64_t c0 = 0; c0 < cols; c0 += int64_t(n_groups) * kUnroll) {
         bool ok[kUnroll];
-        C kr[kUnroll][NC][V], vr[kUnroll][NC][V];
+        // Kept as loaded (T), converted where used: half the registers of converting up front for
+        // 16-bit types, which leaves room for more blocks, so more loads in flight per SM.
+        T kr[kUnroll][NC][V], vr[kUnroll][NC][V];
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
           const int64_t c = c0 + u * n_groups + grp;
@@ -151,11 +175,11 @@ __global__ void __launch_bounds__(kThreads)
           for (int cc = 0; cc < NC; ++cc) {
             const int idx = cc * G + g;
             if (ok[u] && idx < a.chunks) {
-              load_chunk<V>(kb + kp * a.ks2 + idx * V, kr[u][cc]);
-              load_chunk<V>(vb + kp * a.vs2 + idx * V, vr[u][cc]);
+              load_raw<V>(kb + kp * a.ks2 + idx * V, kr[u][cc]);
+              load_raw<V>(vb + kp * a.vs2 + idx * V, vr[u][cc]);
             } else {
 #pragma unroll
-              for (int x = 0; x < V; ++x) kr[u][cc][x] = vr[u][cc][x] = 0;
+              for (int x = 0; x < V; ++x) kr[u][cc][x] = vr[u][cc][x] = convert<T>(C(0));
             }
           }
         }
@@ -167,7 +191,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
           for (int cc = 0; cc < NC; ++cc)
 #pragma unroll
-            for (int x = 0; x < V; ++x) dot += qr[cc][x] * kr[u][cc][x];
+            for (int x = 0; x < V; ++x) dot += qr[cc][x] * convert<C>(kr[u][cc][x]);
           for (int o = G / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(kFullMask, dot, o);
           sc[u] = dot;
           if (ok[u]) m_new = max(m_new, dot);
@@ -187,7 +211,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
           for (int cc = 0; cc < NC; ++cc)
 #pragma unroll
-            for (int x = 0; x < V; ++x) acc[cc][x] += pr * vr[u][cc][x];
+            for (int x = 0; x < V; ++x) acc[cc][x] += pr * convert<C>(vr[u][cc][x]);
         }
         m = m_new;
       }

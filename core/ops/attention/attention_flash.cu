@@ -735,11 +735,11 @@ constexpr size_t dkdv_smem() {
 }
 
 // dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list;
-// kDq: also p.dq_acc += dS K for each of those query tiles. kWg: the five products on wgmma
-// (sm_90a, D = 64, with kDq).
+// kDq: also p.dq_acc += dS K for each of those query tiles. kWg: the products on wgmma (sm_90a,
+// D = 64): five with kDq, four without (the deterministic pass, whose dq kernel is mma.sync).
 template <typename T, int D, bool kDq, bool kWg = false>
 __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Params p) {
-  static_assert(!kWg || (D == 64 && kDq));
+  static_assert(!kWg || D == 64);
   constexpr int S = kStride<D, kWg>, KS = D / 16, QC = kChunkQ<D>, NT = QC / 8, SDS = kStride<kTile, kWg>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
@@ -954,6 +954,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
             wg_mma_rs<T, 1>(gk, da[kk], dQb + kk * kDescRows16);
           }
           wg_commit();
+          if constexpr (!kDq) wg_wait<0>();  // no dQ to overlap: pa, da and the tiles are free after
         } else {
 #pragma unroll
           for (int kk = 0; kk < QC / 16; ++kk) {
@@ -1333,7 +1334,12 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
     if (deterministic_algorithms()) {
-      launch(dkdv_kernel<T, D, false>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, false>(), p, op);
+      const unsigned grid = grid_of(sh.B * sh.H, s.n_keys, op);
+      bool wg_det = false;
+      if constexpr (D == 64) {
+        if ((wg_det = use_wgmma(D))) launch(dkdv_kernel<T, D, false, true>, grid, dkdv_smem<T, D, false, true>(), p, op);
+      }
+      if (!wg_det) launch(dkdv_kernel<T, D, false>, grid, dkdv_smem<T, D, false>(), p, op);
       launch(dq_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), dq_smem<T, D>(), p, op);
       return;
     }
