@@ -173,6 +173,24 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c)[NT][
   a[3] = pack<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
+// acc (the warp's 16 rows x D) += P T, P the warp's 16 x 64 scores in registers (rounded to T), T
+// a row-major 64 x D tile: O += P V in the forward, dQ += dS K in the dq pass (mma.sync).
+template <int S, typename T, int D>
+__device__ __forceinline__ void mma_scores_tile(float (&acc)[D / 8][4], const float (&p)[8][4], const T* tile, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    uint32_t a[4];
+    acc_to_a<T>(a, p, kk);
+#pragma unroll
+    for (int d2 = 0; d2 < D / 16; ++d2) {
+      uint32_t b[4];
+      load_b_trans<S>(b, tile, kk, d2, lane);
+      mma<T>(acc[2 * d2], a, b[0], b[1]);
+      mma<T>(acc[2 * d2 + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 __device__ __forceinline__ float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -527,18 +545,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
       wg_commit();
       wg_wait<0>();
     } else {
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        uint32_t pa[4];
-        acc_to_a<T>(pa, sc, kk);
-#pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-          uint32_t b[4];
-          load_b_trans<S>(b, tV, kk, dp, lane);
-          mma<T>(acc[2 * dp], pa, b[0], b[1]);
-          mma<T>(acc[2 * dp + 1], pa, b[2], b[3]);
-        }
-      }
+      mma_scores_tile<S, T, D>(acc, sc, tV, lane);
     }
     // The next step's mask slot was last read by step x - 1, before this step's first barrier.
     if (tid < kTile) sMask[(buf ^ 1) * kTile + tid] = next_word;
@@ -689,18 +696,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
         to_ds(std::false_type());
       }
       // dQ += dS K (dS rounded to T in registers; the scale is applied once at the end).
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        uint32_t a[4];
-        acc_to_a<T>(a, sc, kk);
-#pragma unroll
-        for (int d2 = 0; d2 < D / 16; ++d2) {
-          uint32_t b[4];
-          load_b_trans<S>(b, tK, kk, d2, lane);
-          mma<T>(acc[2 * d2], a, b[0], b[1]);
-          mma<T>(acc[2 * d2 + 1], a, b[2], b[3]);
-        }
-      }
+      mma_scores_tile<S, T, D>(acc, sc, tK, lane);
       if (tid < kTile) sMask[(buf ^ 1) * kTile + tid] = next_word;
       __syncthreads();
       cur = next;
