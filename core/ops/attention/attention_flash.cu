@@ -1140,17 +1140,7 @@ void dispatch(DType dt, int64_t D, const char* op, F&& f) {
     if (D == 128) return f(T(), std::integral_constant<int, 128>());
     SPARTA_FAIL(op, "no tensor-core kernel for head dimension ", D);
   };
-  if (dt == DType::bf16) return by_dim(__nv_bfloat16());
-  if (dt == DType::f16) return by_dim(__half());
-  SPARTA_FAIL(op, "no tensor-core kernel for ", dtype_name(dt));
-}
-
-// Runs f with T bound to q's device element type.
-template <typename F>
-void by_dtype(DType dt, F&& f) {
-  if (dt == DType::bf16) return f(__nv_bfloat16());
-  if (dt == DType::f16) return f(__half());
-  SPARTA_FAIL("sparse_attention", "no tensor-core kernel for ", dtype_name(dt));
+  return by_dtype(dt, op, by_dim);
 }
 
 // Whether this call runs the wgmma kernels: head dim 64 on a compute capability 9.0 device (the
@@ -1303,7 +1293,7 @@ Tensor dq_sums(const Tensor& q) {
 }
 
 void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq) {
-  by_dtype(dq.dtype(), [&](auto tag) {
+  by_dtype(dq.dtype(), "sparse_attention_backward", [&](auto tag) {
     round_acc<decltype(tag)>(dq.numel(), float(scale), static_cast<const float*>(sums.data_ptr()), dq,
                              "sparse_attention_backward");
   });

@@ -141,17 +141,11 @@ Tensor gather_f32(const Tensor& x, const Tensor& q, const int64_t* pos, int64_t 
   return y;
 }
 
-template <typename F>
-void by_type(DType dt, F&& f) {
-  if (dt == DType::bf16) return f(__nv_bfloat16());
-  return f(__half());
-}
-
 void add_rows(const Tensor& src, const Tensor& dst, const int64_t* pos, const char* op) {
   const int chunks = int(src.shape(3) / 8);
   const int64_t total = bh_of(src) * src.shape(2) * chunks;
   if (total == 0) return;
-  by_type(src.dtype(), [&](auto tag) {
+  by_dtype(src.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     add_rows_kernel<T><<<blocks_for(total), kThreads, 0, stream()>>>(static_cast<const T*>(src.data_ptr()),
                                                                      static_cast<T*>(dst.data_ptr()), pos, total,
@@ -211,7 +205,7 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
   const int chunks = int(q.shape(3) / 8);
   const int64_t total = bh_of(q) * N * chunks;
   if (total == 0) return;
-  by_type(q.dtype(), [&](auto tag) {
+  by_dtype(q.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     merge_kernel<T><<<blocks_for(total), kThreads, 0, stream()>>>(a, static_cast<T*>(o.data_ptr()),
                                                                   static_cast<float*>(lse.data_ptr()), total, N, chunks);

@@ -1,6 +1,6 @@
 #pragma once
 // The tensor-core kernels of block-sparse attention (attention_flash.cu), as attention_cuda.cu
-// calls them. Host declarations only.
+// calls them. Host declarations, and the dtype dispatch their .cu files share.
 //
 // What they cover (everything else runs the simple kernels of attention_cuda.cu):
 //   q, k, v bf16 or f16, head dim 64 or 128, contiguous with 16-byte aligned data;
@@ -10,9 +10,21 @@
 //   no top-k.
 // At head dim 64 on a compute capability 9.0 GPU they run on wgmma (SPARTA_FLASH_WGMMA=0 keeps
 // mma.sync, for A/B comparisons).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "core/error.h"
 #include "core/ops/attention/device_layout.cuh"
 
 namespace sparta::cuda::flash {
+
+// Runs f with the device element type of dt (bf16 or f16, the kernels' types) bound: f(T()).
+template <typename F>
+decltype(auto) by_dtype(DType dt, const char* op, F&& f) {
+  if (dt == DType::bf16) return f(__nv_bfloat16());
+  if (dt == DType::f16) return f(__half());
+  SPARTA_FAIL(op, "no tensor-core kernel for ", dtype_name(dt));
+}
 
 // Why the tensor-core kernels do not run this call, or nullptr when they do. Looks at the layout,
 // q's dtype and shape, every tensor's alignment, the scale (the forward's running max is over raw
