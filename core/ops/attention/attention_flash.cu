@@ -173,6 +173,36 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c)[NT][
   a[3] = pack<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
+// Output tiles leave through shared memory: the accumulator layout gives each thread 4-byte pieces
+// of two rows, so stored straight to global memory every warp store touches 8 rows; staged, the
+// stores are whole 16-byte chunks of contiguous rows (local attention at 16K: its dK, dV stores
+// took 39 of 406 us fwd+bwd on the H200).
+//
+// The warp's 16 rows of acc (rows 16 w + lane / 4 and + 8, columns 8 nt + 2 (lane % 4) and + 1),
+// times a factor per row, as T into a 64-row staging tile whose rows of D + 8 elements put the
+// 8 rows of a store in different banks.
+template <typename T, int D>
+__device__ __forceinline__ void stage_rows(T* stage, const float (&acc)[D / 8][4], float f0, float f1, int w, int lane) {
+  const int r0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt)
+      *reinterpret_cast<uint32_t*>(stage + (r0 + 8 * h) * (D + 8) + nt * 8 + c0) =
+          pack<T>(acc[nt][2 * h] * (h ? f1 : f0), acc[nt][2 * h + 1] * (h ? f1 : f0));
+}
+// Rows 0 .. n_rows - 1 of a staging tile to dst (contiguous rows of D elements), 16 bytes a thread.
+template <typename T, int D>
+__device__ __forceinline__ void copy_rows(T* dst, const T* stage, int n_rows, int tid) {
+  constexpr int C = D / 8;  // 16-byte chunks per row
+#pragma unroll
+  for (int x = tid; x < kTile * C; x += kThreads) {
+    const int r = x / C, c = x % C;
+    if (r < n_rows)
+      *reinterpret_cast<uint4*>(dst + r * D + c * 8) = *reinterpret_cast<const uint4*>(stage + r * (D + 8) + c * 8);
+  }
+}
+
 // acc (the warp's 16 rows x D) += P T, P the warp's 16 x 64 scores in registers (rounded to T), T
 // a row-major 64 x D tile: O += P V in the forward, dQ += dS K in the dq pass (mma.sync).
 template <int S, typename T, int D>
@@ -367,7 +397,7 @@ constexpr size_t forward_smem() {
 // q, k, v, o: (B, H, N, D); lse: (B, H, N). Grid: B * H * ceil(N / 64) CTAs of 128 threads.
 // kWg: the products on wgmma (sm_90a, D = 64), Q read from shared memory at every step.
 template <typename T, int D, bool kWg>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads, kWg ? 5 : (D == 64 ? 3 : 2)) forward_kernel(const Params p) {
   constexpr int S = kStride<D, kWg>, KS = D / 16;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
@@ -380,6 +410,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
   const TileLoader<D, kWg> load(tid);
   const QueryTile qt(s, p.H, p.N);
+  const int64_t base = qt.bh * p.N * D, kbase = qt.bh * p.Nk * D;
+  const T* q = static_cast<const T*>(p.q) + base;
+  // Q first: its load needs no block list, so it overlaps the list's reads below.
+  load(sQ, q + qt.qt0 * D, qt.q_len, q);
+  cp_async_commit();
   const int64_t* rp = row_ptr_of(s, qt.head);
   const int64_t first = rp[qt.i], n1 = (rp[qt.i + 1] - first) * (s.block_k / kTile);
   int64_t first2 = 0, n_steps = n1;  // steps n1 .. n_steps - 1 walk the second segment's row
@@ -388,8 +423,6 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
     first2 = rp2[qt.i];
     n_steps += (rp2[qt.i + 1] - first2) * (p.s2.block_k / kTile);
   }
-  const int64_t base = qt.bh * p.N * D, kbase = qt.bh * p.Nk * D;
-  const T* q = static_cast<const T*>(p.q) + base;
   const T* k = static_cast<const T*>(p.k) + kbase;
   const T* v = static_cast<const T*>(p.v) + kbase;
   const T* k2 = p.has_s2 ? static_cast<const T*>(p.k2) + qt.bh * p.Nk2 * D : k;
@@ -412,6 +445,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
       for (int nt = 0; nt < D / 8; ++nt) *reinterpret_cast<uint32_t*>(o + (qt.qt0 + r) * D + nt * 8 + c0) = 0;
       if ((lane & 3) == 0) lse[qt.qt0 + r] = -INFINITY;
     }
+    cp_async_wait<0>();  // Q's copy lands before the CTA's shared memory goes
     return;
   }
 
@@ -424,8 +458,6 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
     return st.masked() && tid < kTile ? mask_word(st.seg ? p.s2 : s, st, tid) : uint64_t(0);
   };
 
-  load(sQ, q + qt.qt0 * D, qt.q_len, q);
-  cp_async_commit();
   Step cur = step(0);
   const uint64_t word0 = prefetch(cur, 0);
   if (tid < kTile) sMask[tid] = word0;
@@ -553,18 +585,18 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Params p) {
     cur = next;
   }
 
+  // O through shared memory (the K tiles are free: the loop ended on a barrier after every read).
+  float inv[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const float lt = quad_sum(l[h]);
     const int r = r0 + 8 * h;
-    if (r >= qt.q_len) continue;
-    const float inv = lt > 0 ? 1.f / lt : 0.f;
-    T* row = o + (qt.qt0 + r) * D;
-#pragma unroll
-    for (int nt = 0; nt < D / 8; ++nt)
-      *reinterpret_cast<uint32_t*>(row + nt * 8 + c0) = pack<T>(acc[nt][2 * h] * inv, acc[nt][2 * h + 1] * inv);
-    if ((lane & 3) == 0) lse[qt.qt0 + r] = lt > 0 ? m[h] * p.scale + logf(lt) : -INFINITY;
+    inv[h] = lt > 0 ? 1.f / lt : 0.f;
+    if (r < qt.q_len && (lane & 3) == 0) lse[qt.qt0 + r] = lt > 0 ? m[h] * p.scale + logf(lt) : -INFINITY;
   }
+  stage_rows<T, D>(sK, acc, inv[0], inv[1], w, lane);
+  __syncthreads();
+  copy_rows<T, D>(o + qt.qt0 * D, sK, qt.q_len, tid);
 }
 
 // ---- backward: dq -----------------------------------------------------------------------------
@@ -761,16 +793,21 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   const int kv_len = clamp_len(min((j + 1) * s.block_k, s.n_keys) - kt0);
   const int qtiles = int(s.block_q / kTile);
   const int qt_log2 = qtiles == 2 ? 1 : 0;  // blocks are 64 or 128 (unsupported() sends others away)
+  const int64_t base = bh * p.N * D, kbase = bh * p.Nk * D;
+  const T* k = static_cast<const T*>(p.k) + kbase;
+  const T* v = static_cast<const T*>(p.v) + kbase;
+  // K and V first: their loads need no list, so they overlap the list's reads below.
+  load(sK, k + kt0 * D, kv_len, k);
+  load(sV, v + kt0 * D, kv_len, v);
+  cp_async_commit();
   const int64_t* cp = col_ptr_of(s, head);
   // This CTA's chunk of the list (chunk_steps is even, so a chunk starts on a query block).
   const int64_t x0 = chunk * p.chunk_steps, first = cp[j] + x0 / qtiles;
   const int64_t n_steps = min((cp[j + 1] - cp[j]) * qtiles - x0, p.chunk_steps);
   const bool split = p.kv_chunks > 1;
+  if (n_steps <= 0) cp_async_wait<0>();  // the copies land before the CTA's shared memory goes
   if (split && n_steps <= 0) return;  // the accumulators hold this chunk's zeros already
-  const int64_t base = bh * p.N * D, kbase = bh * p.Nk * D;
   const T* q = static_cast<const T*>(p.q) + base;
-  const T* k = static_cast<const T*>(p.k) + kbase;
-  const T* v = static_cast<const T*>(p.v) + kbase;
   const T* dout = static_cast<const T*>(p.dout) + base;
   const float* lse = p.lse2_in + bh * p.N;
   const float* delta = p.delta + bh * p.N;
@@ -817,9 +854,6 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
     for (int x2 = 0; x2 < 4; ++x2) gk[nt][x2] = gv[nt][x2] = 0.f;
 
   if (n_steps > 0) {
-    load(sK, k + kt0 * D, kv_len, k);
-    load(sV, v + kt0 * D, kv_len, v);
-    cp_async_commit();
     Step cur = step(0);
     const uint64_t word0 = prefetch(cur, 0);
     if (tid < kTile) sMask[tid] = word0;
@@ -975,7 +1009,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
         // 64 columns of D at a time (bounds the live accumulators), and adds them into dq_acc.
         if constexpr (kWg) fence_proxy_async();
         __syncthreads();  // every warp's dS^T rows are in sdS
-        float* dq_rows = p.dq_acc + bh * p.N * D + cur.qt0 * D;
+        float* dq_rows = kWg ? nullptr : p.dq_acc + bh * p.N * D + cur.qt0 * D;
         const int q0 = w * 16 + (lane >> 2);
 #pragma unroll
         for (int half = 0; half < D / 64; ++half) {
@@ -1008,19 +1042,20 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
           if constexpr (kWg) {
             // The warp's 16 rows into its staging rows, then one bulk reduce-add of them into
             // dq_acc (its rows are contiguous there too).
+            // The sums are tile-major in the accumulator layout (tile_round_kernel): the warp's
+            // 16 rows are 8 runs of 512 bytes, one 16-byte store per thread each, which fall in
+            // every bank once (row-major, a store's 8 rows had shared 2 banks). Rows past the
+            // sequence hold zeros there (their P is 0).
             float* mine = sdQ + w * 16 * D;
             if (lane == 0) bulk_wait_read();  // the warp's previous reduce has read these rows
             __syncwarp();
 #pragma unroll
-            for (int h = 0; h < 2; ++h)
-#pragma unroll
-              for (int nt = 0; nt < 8; ++nt)
-                *reinterpret_cast<float2*>(mine + ((lane >> 2) + 8 * h) * D + nt * 8 + c0) =
-                    make_float2(dqa[nt][2 * h], dqa[nt][2 * h + 1]);
+            for (int nt = 0; nt < 8; ++nt)
+              *reinterpret_cast<float4*>(mine + (nt * 32 + lane) * 4) = make_float4(dqa[nt][0], dqa[nt][1], dqa[nt][2], dqa[nt][3]);
             fence_proxy_async();
             __syncwarp();
-            const int rows = min(16, cur.q_len - w * 16);
-            if (lane == 0 && rows > 0) bulk_reduce_add_f32(dq_rows + w * 16 * D, mine, uint32_t(rows) * D * sizeof(float));
+            float* tile = p.dq_acc + (bh * ((p.N + kTile - 1) / kTile) + cur.qt0 / kTile) * kTile * D;
+            if (lane == 0 && w * 16 < cur.q_len) bulk_reduce_add_f32(tile + w * 16 * D, mine, 16 * D * sizeof(float));
           } else {
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
@@ -1038,11 +1073,11 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
     }
   }
 
+  if (split) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = kr0 + 8 * h;
-    if (r >= kv_len) continue;
-    if (split) {
+    for (int h = 0; h < 2; ++h) {
+      const int r = kr0 + 8 * h;
+      if (r >= kv_len) continue;
       float* ka = p.dk_acc + kbase + (kt0 + r) * D + c0;
       float* va = p.dv_acc + kbase + (kt0 + r) * D + c0;
 #pragma unroll
@@ -1050,16 +1085,17 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
         atomic_add2(ka + nt * 8, gk[nt][2 * h], gk[nt][2 * h + 1]);
         atomic_add2(va + nt * 8, gv[nt][2 * h], gv[nt][2 * h + 1]);
       }
-      continue;
     }
-    T* krow = dk + (kt0 + r) * D;
-    T* vrow = dv + (kt0 + r) * D;
-#pragma unroll
-    for (int nt = 0; nt < D / 8; ++nt) {
-      *reinterpret_cast<uint32_t*>(krow + nt * 8 + c0) =
-          pack<T>(gk[nt][2 * h] * p.scale, gk[nt][2 * h + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(vrow + nt * 8 + c0) = pack<T>(gv[nt][2 * h], gv[nt][2 * h + 1]);
-    }
+  } else {
+    // dK and dV through shared memory, in the Q and dO tiles (free: the loop ended on a barrier
+    // after every product; without steps, the K and V copies were waited for above).
+    T* stage_k = sQ;
+    T* stage_v = sQ + kTile * (D + 8);
+    stage_rows<T, D>(stage_k, gk, p.scale, p.scale, w, lane);
+    stage_rows<T, D>(stage_v, gv, 1.f, 1.f, w, lane);
+    __syncthreads();
+    copy_rows<T, D>(dk + kt0 * D, stage_k, kv_len, tid);
+    copy_rows<T, D>(dv + kt0 * D, stage_v, kv_len, tid);
   }
   if constexpr (kWg) {
     if (lane == 0) bulk_wait_all();  // the last reduce-add is done before the CTA's memory goes
@@ -1101,6 +1137,39 @@ __global__ void acc_round_kernel(int64_t n, float scale, const float* __restrict
     r.x = pack<T>(a.x * scale, a.y * scale);
     r.y = pack<T>(a.z * scale, a.w * scale);
     *reinterpret_cast<uint2*>(out + i) = r;
+  }
+}
+
+// dq (B, H, N, 64) = T(scale * sums) from the wgmma backward's tile-major sums: per 64-row query
+// tile (bh * n_tiles + t), per warp's 16 rows, [n-tile nt][lane][4], the thread's accumulators
+// (rows lane / 4 and + 8, columns 8 nt + 2 (lane % 4) and + 1). A thread takes n-tiles 2 c and
+// 2 c + 1 of the 4 lanes of row group g and writes 32 contiguous bytes of both rows.
+template <typename T>
+__global__ void tile_round_kernel(int64_t items, int64_t N, int64_t n_tiles, float scale, const float* __restrict__ acc,
+                                  T* __restrict__ out) {
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= items) return;
+  const int c = int(x % 4), g = int(x / 4 % 8), w = int(x / 32 % 4);
+  const int64_t tile = x / 128, bh = tile / n_tiles, t = tile % n_tiles;
+  const float* src = acc + tile * kTile * 64 + w * 16 * 64;
+  float4 v[2][4];
+#pragma unroll
+  for (int a = 0; a < 2; ++a)
+#pragma unroll
+    for (int l = 0; l < 4; ++l) v[a][l] = *reinterpret_cast<const float4*>(src + ((2 * c + a) * 32 + 4 * g + l) * 4);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t row = t * kTile + w * 16 + g + 8 * h;
+    if (row >= N) continue;
+    uint32_t words[8];  // columns 16 c + 8 a + 2 l (+ 1)
+#pragma unroll
+    for (int a = 0; a < 2; ++a)
+#pragma unroll
+      for (int l = 0; l < 4; ++l)
+        words[4 * a + l] = h ? pack<T>(v[a][l].z * scale, v[a][l].w * scale) : pack<T>(v[a][l].x * scale, v[a][l].y * scale);
+    uint4* dst = reinterpret_cast<uint4*>(out + (bh * N + row) * 64 + 16 * c);
+    dst[0] = make_uint4(words[0], words[1], words[2], words[3]);
+    dst[1] = make_uint4(words[4], words[5], words[6], words[7]);
   }
 }
 
@@ -1184,6 +1253,25 @@ void round_acc(int64_t n, float scale, const float* acc, const Tensor& out, cons
   const int64_t blocks = std::min<int64_t>((n / 4 + 255) / 256, 132 * 16);
   if (blocks == 0) return;
   acc_round_kernel<T><<<unsigned(blocks), 256, 0, stream()>>>(n, scale, acc, static_cast<T*>(out.data_ptr()));
+  SPARTA_CUDA_LAUNCH_CHECK(op);
+}
+
+// Whether the fused backward's dq sums are tile-major (the wgmma kernel's, tile_round_kernel) rather
+// than row-major, and their size in floats: whole 64-row tiles when tile-major.
+bool dq_tiled(const Tensor& q) { return q.shape(3) == 64 && use_wgmma(64); }
+int64_t dq_sums_size(const Tensor& q) {
+  if (!dq_tiled(q)) return q.numel();
+  return q.shape(0) * q.shape(1) * (q.shape(2) + kTile - 1) / kTile * kTile * q.shape(3);
+}
+
+// dq = T(scale * sums), sums in dq_tiled's layout.
+template <typename T>
+void round_sums(const float* sums, float scale, const Tensor& dq, const char* op) {
+  if (!dq_tiled(dq)) return round_acc<T>(dq.numel(), scale, sums, dq, op);
+  const int64_t N = dq.shape(2), n_tiles = (N + kTile - 1) / kTile, items = dq.shape(0) * dq.shape(1) * n_tiles * 128;
+  if (items == 0) return;
+  tile_round_kernel<T><<<unsigned((items + 255) / 256), 256, 0, stream()>>>(items, N, n_tiles, scale, sums,
+                                                                            static_cast<T*>(dq.data_ptr()));
   SPARTA_CUDA_LAUNCH_CHECK(op);
 }
 
@@ -1286,7 +1374,7 @@ Tensor lse_log2(const Tensor& lse) {
 }
 
 Tensor dq_sums(const Tensor& q) {
-  Tensor acc = Tensor::empty({q.numel()}, DType::f32, q.device());
+  Tensor acc = Tensor::empty({dq_sums_size(q)}, DType::f32, q.device());
   SPARTA_CUDA_CHECK("sparse_attention_backward",
                     cudaMemsetAsync(acc.data_ptr(), 0, size_t(acc.numel()) * sizeof(float), stream()));
   return acc;
@@ -1294,8 +1382,7 @@ Tensor dq_sums(const Tensor& q) {
 
 void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq) {
   by_dtype(dq.dtype(), "sparse_attention_backward", [&](auto tag) {
-    round_acc<decltype(tag)>(dq.numel(), float(scale), static_cast<const float*>(sums.data_ptr()), dq,
-                             "sparse_attention_backward");
+    round_sums<decltype(tag)>(static_cast<const float*>(sums.data_ptr()), float(scale), dq, "sparse_attention_backward");
   });
 }
 
@@ -1331,7 +1418,7 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
     }
     const bool wg = D == 64 && use_wgmma(D);
     const bool own_dq = !dq_sum.defined();
-    const int64_t n = sh.B * sh.H * sh.N * D, nk = sh.B * sh.H * s.n_keys * D;
+    const int64_t n = dq_sums_size(q), nk = sh.B * sh.H * s.n_keys * D;
     split_columns(p, s, sh.B * sh.H, wg ? 3 : 2);
     const bool split = p.kv_chunks > 1;
     Tensor acc = Tensor::empty({(own_dq ? n : 0) + (split ? 2 * nk : 0)}, DType::f32, q.device());
@@ -1348,7 +1435,7 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
       if (wg) launch(dkdv_kernel<T, D, true, true>, grid, dkdv_smem<T, D, true, true>(), p, op);
     }
     if (!wg) launch(dkdv_kernel<T, D, true>, grid, dkdv_smem<T, D, true>(), p, op);
-    if (own_dq) round_acc<T>(n, p.scale, p.dq_acc, dq, op);
+    if (own_dq) round_sums<T>(p.dq_acc, p.scale, dq, op);
     if (split) {
       round_acc<T>(nk, p.scale, p.dk_acc, dk, op);
       round_acc<T>(nk, 1.f, p.dv_acc, dv, op);
