@@ -1142,34 +1142,36 @@ __global__ void acc_round_kernel(int64_t n, float scale, const float* __restrict
 
 // dq (B, H, N, 64) = T(scale * sums) from the wgmma backward's tile-major sums: per 64-row query
 // tile (bh * n_tiles + t), per warp's 16 rows, [n-tile nt][lane][4], the thread's accumulators
-// (rows lane / 4 and + 8, columns 8 nt + 2 (lane % 4) and + 1). A thread takes n-tiles 2 c and
-// 2 c + 1 of the 4 lanes of row group g and writes 32 contiguous bytes of both rows.
+// (rows lane / 4 and + 8, columns 8 nt + 2 (lane % 4) and + 1). One CTA of 128 threads per tile:
+// 16-byte reads of the sums in order, a transpose through shared memory (rows of 72 floats: the
+// 8-byte stores of a half warp fall in different banks), 16-byte row writes of dq.
 template <typename T>
-__global__ void tile_round_kernel(int64_t items, int64_t N, int64_t n_tiles, float scale, const float* __restrict__ acc,
-                                  T* __restrict__ out) {
-  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (x >= items) return;
-  const int c = int(x % 4), g = int(x / 4 % 8), w = int(x / 32 % 4);
-  const int64_t tile = x / 128, bh = tile / n_tiles, t = tile % n_tiles;
-  const float* src = acc + tile * kTile * 64 + w * 16 * 64;
-  float4 v[2][4];
+__global__ void __launch_bounds__(128) tile_round_kernel(int64_t N, int64_t n_tiles, float scale,
+                                                         const float* __restrict__ acc, T* __restrict__ out) {
+  constexpr int RS = 72;
+  __shared__ __align__(16) float tile[kTile * RS];
+  const int tid = threadIdx.x;
+  const int64_t bh = blockIdx.x / n_tiles, t = blockIdx.x % n_tiles;
+  const float4* src = reinterpret_cast<const float4*>(acc) + int64_t(blockIdx.x) * kTile * 64 / 4;
 #pragma unroll
-  for (int a = 0; a < 2; ++a)
+  for (int k = 0; k < 8; ++k) {
+    const int i = k * 128 + tid;  // chunk i: warp region i / 256, n-tile i / 32 % 8, lane i % 32
+    const float4 a = src[i];
+    const int lane = i % 32, r = i / 256 * 16 + lane / 4, c = i / 32 % 8 * 8 + 2 * (lane % 4);
+    *reinterpret_cast<float2*>(tile + r * RS + c) = make_float2(a.x, a.y);
+    *reinterpret_cast<float2*>(tile + (r + 8) * RS + c) = make_float2(a.z, a.w);
+  }
+  __syncthreads();
 #pragma unroll
-    for (int l = 0; l < 4; ++l) v[a][l] = *reinterpret_cast<const float4*>(src + ((2 * c + a) * 32 + 4 * g + l) * 4);
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int64_t row = t * kTile + w * 16 + g + 8 * h;
+  for (int k = 0; k < 4; ++k) {
+    const int i = k * 128 + tid, r = i / 8, c = i % 8 * 8;  // row r, columns c .. c + 7
+    const int64_t row = t * kTile + r;
     if (row >= N) continue;
-    uint32_t words[8];  // columns 16 c + 8 a + 2 l (+ 1)
-#pragma unroll
-    for (int a = 0; a < 2; ++a)
-#pragma unroll
-      for (int l = 0; l < 4; ++l)
-        words[4 * a + l] = h ? pack<T>(v[a][l].z * scale, v[a][l].w * scale) : pack<T>(v[a][l].x * scale, v[a][l].y * scale);
-    uint4* dst = reinterpret_cast<uint4*>(out + (bh * N + row) * 64 + 16 * c);
-    dst[0] = make_uint4(words[0], words[1], words[2], words[3]);
-    dst[1] = make_uint4(words[4], words[5], words[6], words[7]);
+    const float4 a = *reinterpret_cast<const float4*>(tile + r * RS + c);
+    const float4 b = *reinterpret_cast<const float4*>(tile + r * RS + c + 4);
+    *reinterpret_cast<uint4*>(out + (bh * N + row) * 64 + c) =
+        make_uint4(pack<T>(a.x * scale, a.y * scale), pack<T>(a.z * scale, a.w * scale), pack<T>(b.x * scale, b.y * scale),
+                   pack<T>(b.z * scale, b.w * scale));
   }
 }
 
@@ -1268,10 +1270,10 @@ int64_t dq_sums_size(const Tensor& q) {
 template <typename T>
 void round_sums(const float* sums, float scale, const Tensor& dq, const char* op) {
   if (!dq_tiled(dq)) return round_acc<T>(dq.numel(), scale, sums, dq, op);
-  const int64_t N = dq.shape(2), n_tiles = (N + kTile - 1) / kTile, items = dq.shape(0) * dq.shape(1) * n_tiles * 128;
-  if (items == 0) return;
-  tile_round_kernel<T><<<unsigned((items + 255) / 256), 256, 0, stream()>>>(items, N, n_tiles, scale, sums,
-                                                                            static_cast<T*>(dq.data_ptr()));
+  const int64_t N = dq.shape(2), n_tiles = (N + kTile - 1) / kTile, tiles = dq.shape(0) * dq.shape(1) * n_tiles;
+  if (tiles == 0) return;
+  SPARTA_CHECK(tiles < (int64_t(1) << 31), op, "too many tiles for one launch: ", tiles);
+  tile_round_kernel<T><<<unsigned(tiles), 128, 0, stream()>>>(N, n_tiles, scale, sums, static_cast<T*>(dq.data_ptr()));
   SPARTA_CUDA_LAUNCH_CHECK(op);
 }
 
