@@ -20,10 +20,13 @@
 //   fused     (the default; deterministic_algorithms() selects the pair above) the dk, dv kernel
 //             also stores dS^T to shared memory, and its 4 warps compute the step's dQ = dS K,
 //             16 queries each, and add it into an f32 buffer with vector atomics (FlashAttention-2's
-//             scheme; on wgmma, one bulk reduce-add per warp, done in L2); a last pass scales and
-//             rounds the buffer into dq. A key tile whose list is far longer than a CTA slot's share
-//             of the launch (split_columns) runs as several CTAs that add dK and dV into f32
+//             scheme; on wgmma, one bulk reduce-add per warp, done in L2, into a buffer laid out
+//             tile by tile in the accumulator layout, dq_tiled); a last pass scales and rounds
+//             the buffer into dq. A key tile whose list is far longer than a CTA slot's share of
+//             the launch (split_columns) runs as several CTAs that add dK and dV into f32
 //             buffers, rounded the same way.
+//
+// Output tiles (O, dK, dV) leave through shared memory as 16-byte pieces of whole rows (stage_rows).
 //
 // Masks: per step (one 64 x 64 tile pair) each query row of the tile gets one 64-bit word, bit c
 // set when key c of the tile is allowed: kFull allows every key (inside the sequence), kCausal
