@@ -291,6 +291,9 @@ struct Step {
   int64_t e, i, j, qt0, kt0;
   int q_len, kv_len, kind;
   int seg;  // the forward's second segment (Params::s2) when 1
+  // The entry's mask_offset, read with its kind rather than after it: a partial entry's words then
+  // wait on one load fewer (the chain starts each CTA and follows the block list's reads).
+  int64_t moff;
   // Whether the kernels must test the mask words (else every pair of the 64 x 64 tiles is allowed).
   __device__ bool masked() const { return kind != BlockLayout::kFull || q_len < kTile || kv_len < kTile; }
 };
@@ -315,7 +318,7 @@ __device__ __forceinline__ uint64_t mask_word(const Segment& s, const Step& st, 
   }
   // The entry's bits are row-major over its block's own lengths, from an arbitrary bit offset.
   const int64_t cols = min(s.block_k, s.n_keys - st.j * s.block_k);
-  const int64_t b = s.mask_offset[st.e] + (st.qt0 - st.i * s.block_q + r) * cols + (st.kt0 - st.j * s.block_k);
+  const int64_t b = st.moff + (st.qt0 - st.i * s.block_q + r) * cols + (st.kt0 - st.j * s.block_k);
   const uint64_t* w = s.mask_bits + (b >> 6);
   const int sh = int(b & 63);
   uint64_t bits = w[0] >> sh;
@@ -381,6 +384,7 @@ struct QueryTile {
     st.kt0 = st.j * s.block_k + (x & kt) * kTile;
     st.kv_len = clamp_len(min((st.j + 1) * s.block_k, s.n_keys) - st.kt0);
     st.kind = s.kind[st.e];
+    st.moff = s.mask_offset[st.e];
     st.seg = 0;
     return st;
   }
@@ -830,6 +834,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
     st.kt0 = kt0;
     st.kv_len = kv_len;
     st.kind = s.kind[st.e];
+    st.moff = s.mask_offset[st.e];
     return st;
   };
   auto prefetch = [&](const Step& st, int buf) -> uint64_t {
