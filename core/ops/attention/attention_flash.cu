@@ -1048,12 +1048,11 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
             }
           }
           if constexpr (kWg) {
-            // The warp's 16 rows into its staging rows, then one bulk reduce-add of them into
-            // dq_acc (its rows are contiguous there too).
-            // The sums are tile-major in the accumulator layout (tile_round_kernel): the warp's
-            // 16 rows are 8 runs of 512 bytes, one 16-byte store per thread each, which fall in
-            // every bank once (row-major, a store's 8 rows had shared 2 banks). Rows past the
-            // sequence hold zeros there (their P is 0).
+            // The warp's 16 rows into its 4 KB of staging, then one bulk reduce-add of them into
+            // the same 4 KB of dq_acc, whose sums are tile-major in the accumulator layout
+            // (dq_tiled, tile_round_kernel): 8 runs of 512 bytes, one 16-byte store per thread
+            // each, which cover every bank once (row-major, the 8 rows of a store fell in the
+            // same 8 banks). Rows past the sequence add zeros there (their P is 0).
             float* mine = sdQ + w * 16 * D;
             if (lane == 0) bulk_wait_read();  // the warp's previous reduce has read these rows
             __syncwarp();
