@@ -1,7 +1,7 @@
 // Block-sparse attention on the GPU (CUDA builds only): forward and forward+backward time of
 // dense causal, local, strided, fixed and top-k (32 of a window of 512) patterns, bf16, at a fixed
 // token count per batch (batch x length = --tokens), to set the tensor-core kernels
-// (attention_flash.cu) against the simple ones and against what the pairs cost. Prints a markdown
+// (attention_flash_*.cu) against the simple ones and against what the pairs cost. Prints a markdown
 // table per row:
 //   kernel       which kernels ran (the dispatch's counters): flash (tensor cores) or simple
 //                (strided and fixed layouts have several segments or permuted tokens, which only

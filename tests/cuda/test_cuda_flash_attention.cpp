@@ -1,4 +1,4 @@
-// The tensor-core attention kernels (core/ops/attention/attention_flash.cu) against the CPU kernel
+// The tensor-core attention kernels (core/ops/attention/attention_flash_*.cu) against the CPU kernel
 // and against the simple CUDA kernel, on layouts the fast path covers: bf16 and f16, head dims 64
 // and 128, blocks of 64 and 128, lengths that are multiples of 64 and ragged ones, every
 // single-segment pattern family (dense causal, local aligned to the blocks and not, bidirectional

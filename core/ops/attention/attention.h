@@ -72,7 +72,7 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
                                const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv);
 
 // Which kernels the two calls above run for layout L and input q (of the shape and dtype given):
-// "flash", the tensor-core kernels (attention_flash.cu; what they cover: flash.cuh), or "simple".
+// "flash", the tensor-core kernels (attention_flash_*.cu; what they cover: flash.cuh), or "simple".
 // SPARTA_ATTENTION_KERNEL=simple forces the simple kernels. (k, v, o and dout must also be
 // 16-byte aligned for "flash"; the tensors the primitives allocate always are.)
 const char* attention_kernel_for(const attn::BlockLayout& L, const Tensor& q);
@@ -80,7 +80,7 @@ const char* attention_kernel_for(const attn::BlockLayout& L, const Tensor& q);
 // backward call one): tests check that a call took the path they meant to test.
 struct AttentionKernelCounts {
   int64_t flash_forward = 0, flash_backward = 0, simple_forward = 0, simple_backward = 0;
-  // Tensor-core backward launches that split long CSC lists over several CTAs (attention_flash.cu).
+  // Tensor-core backward launches that split long CSC lists over several CTAs (attention_flash_*.cu).
   int64_t flash_backward_split = 0;
 };
 AttentionKernelCounts attention_kernel_counts();

@@ -1,7 +1,7 @@
 // CUDA kernels of block-sparse attention (attention.h): simple and exact, one warp per
 // (batch, head, row), f32 accumulation (f64 for f64), for every layout and dtype. The entry points
 // at the end send what the tensor-core kernels cover (bf16/f16, head dim 64/128, single-segment
-// layouts of 64 or 128 blocks in token order: flash.cuh) to attention_flash.cu instead.
+// layouts of 64 or 128 blocks in token order: flash.cuh) to attention_flash_*.cu instead.
 //
 // A warp owns one sequence position and walks every segment of the layout itself (the position's
 // index in a permuted segment through q_index / k_index), so the segments' union needs no merge

@@ -1,6 +1,6 @@
 #pragma once
 // The device copy of a BlockLayout (core/attention/block_layout.h), shared by the CUDA attention
-// kernels: the simple one (attention_cuda.cu) and the tensor-core one (attention_flash.cu).
+// kernels: the simple one (attention_cuda.cu) and the tensor-core one (attention_flash_*.cu).
 //
 // Every array of every segment lives in one device allocation, made on first use of a layout
 // object and cached while that object lives (attention_cuda.cu defines the cache).

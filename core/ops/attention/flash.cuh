@@ -1,5 +1,5 @@
 #pragma once
-// The tensor-core kernels of block-sparse attention (attention_flash.cu), as attention_cuda.cu
+// The tensor-core kernels of block-sparse attention (attention_flash_*.cu), as attention_cuda.cu
 // calls them. Host declarations, and the dtype dispatch their .cu files share.
 //
 // What they cover (everything else runs the simple kernels of attention_cuda.cu):

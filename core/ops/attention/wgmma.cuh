@@ -1,6 +1,6 @@
 #pragma once
 // PTX wrappers for Hopper's warpgroup MMA (wgmma, sm_90a), as the tensor-core attention kernels use
-// them (attention_flash.cu). Compiled for another target, the products trap: callers launch the
+// them (attention_flash_*.cu). Compiled for another target, the products trap: callers launch the
 // kernels that use them only on compute capability 9.0.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

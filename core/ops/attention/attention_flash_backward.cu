@@ -1,0 +1,735 @@
+// The tensor-core backward of block-sparse attention: the dq pass, the dk/dv pass (fused with dq
+// by default), delta, and the f32 sums' rounding. The kernel family: flash_kernels.cuh.
+#include <algorithm>
+#include <atomic>
+
+#include "core/determinism.h"
+#include "core/ops/attention/flash_kernels.cuh"
+
+namespace sparta::cuda::flash {
+namespace {
+
+// ---- backward: dq -----------------------------------------------------------------------------
+
+template <typename T, int D>
+constexpr size_t dq_smem() {
+  return size_t(6 * kTile * (D + 8)) * sizeof(T) + 2 * kTile * sizeof(uint64_t);
+}
+
+// dq = scale * sum over the row's entries of dS K, dS = P (dO V^T - delta), P = exp(S - lse).
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
+  constexpr int S = D + 8, KS = D / 16;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sdO = sQ + kTile * S;
+  T* sK = sdO + kTile * S;     // [2][64][S]
+  T* sV = sK + 2 * kTile * S;  // [2][64][S]
+  uint64_t* sMask = reinterpret_cast<uint64_t*>(sV + 2 * kTile * S);  // [2][64]
+
+  const Segment& s = p.s;
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const TileLoader<D, false> load(tid);
+  const QueryTile qt(s, p.H, p.N);
+  const int64_t* rp = row_ptr_of(s, qt.head);
+  const int64_t first = rp[qt.i], n_steps = (rp[qt.i + 1] - first) * (s.block_k / kTile);
+  const int64_t base = qt.bh * p.N * D, kbase = qt.bh * p.Nk * D;
+  const T* q = static_cast<const T*>(p.q) + base;
+  const T* k = static_cast<const T*>(p.k) + kbase;
+  const T* v = static_cast<const T*>(p.v) + kbase;
+  const T* dout = static_cast<const T*>(p.dout) + base;
+  T* dq = static_cast<T*>(p.dq) + base;
+  const int r0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);
+
+  // This thread's two rows: lse in log2 units (+inf where P is 0: a row that sees nothing, or a
+  // row past the end) and delta.
+  float lse2[2], delta[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r0 + 8 * h;
+    const float x = r < qt.q_len ? p.lse_in[qt.bh * p.N + qt.qt0 + r] : -INFINITY;
+    lse2[h] = x == -INFINITY ? INFINITY : x * kLog2e;
+    delta[h] = r < qt.q_len ? p.delta[qt.bh * p.N + qt.qt0 + r] : 0.f;
+  }
+
+  float acc[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+
+  if (n_steps > 0) {
+    auto prefetch = [&](const Step& st, int buf) -> uint64_t {
+      load(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k);
+      load(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v);
+      cp_async_commit();
+      return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
+    };
+    load(sQ, q + qt.qt0 * D, qt.q_len, q);
+    load(sdO, dout + qt.qt0 * D, qt.q_len, dout);
+    cp_async_commit();
+    Step cur = qt.step(s, first, 0);
+    const uint64_t word0 = prefetch(cur, 0);
+    if (tid < kTile) sMask[tid] = word0;
+
+    for (int64_t x = 0; x < n_steps; ++x) {
+      const int buf = int(x & 1);
+      Step next = cur;
+      uint64_t next_word = 0;  // the next step's mask word: its loads overlap this step's products
+      if (x + 1 < n_steps) {
+        next = qt.step(s, first, x + 1);
+        next_word = prefetch(next, buf ^ 1);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+      const T* tK = sK + buf * kTile * S;
+      const T* tV = sV + buf * kTile * S;
+
+      // S = Q K^T and dP = dO V^T (16 x 64 per warp).
+      float sc[8][4], dp[8][4];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int x2 = 0; x2 < 4; ++x2) sc[nt][x2] = dp[nt][x2] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < KS; ++ks) {
+        uint32_t a[4];
+        load_a<S>(a, sQ, w, ks, lane);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t b[4];
+          load_b<S>(b, tK, np, ks, lane);
+          mma<T>(sc[2 * np], a, b[0], b[1]);
+          mma<T>(sc[2 * np + 1], a, b[2], b[3]);
+        }
+        load_a<S>(a, sdO, w, ks, lane);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t b[4];
+          load_b<S>(b, tV, np, ks, lane);
+          mma<T>(dp[2 * np], a, b[0], b[1]);
+          mma<T>(dp[2 * np + 1], a, b[2], b[3]);
+        }
+      }
+      // P = 2^(s scale log2 e - lse2) where allowed, dS = P (dP - delta), into sc. Unmasked
+      // steps (the interior of a pattern) skip the mask test altogether.
+      auto to_ds = [&](auto masked_tag) {
+        constexpr bool kMasked = decltype(masked_tag)::value;
+        uint64_t w0 = 0, w1 = 0;
+        if constexpr (kMasked) {
+          w0 = sMask[buf * kTile + r0] >> c0;
+          w1 = sMask[buf * kTile + r0 + 8] >> c0;
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int x2 = 0; x2 < 4; ++x2) {
+            const int h = x2 >> 1;
+            float pr = exp2_fast(fmaf(sc[nt][x2], p.scale_log2, -lse2[h]));
+            if constexpr (kMasked) {
+              if (!(((h ? w1 : w0) >> (nt * 8 + (x2 & 1))) & 1u)) pr = 0.f;
+            }
+            sc[nt][x2] = pr * (dp[nt][x2] - delta[h]);
+          }
+      };
+      if (cur.masked()) {
+        to_ds(std::true_type());
+      } else {
+        to_ds(std::false_type());
+      }
+      // dQ += dS K (dS rounded to T in registers; the scale is applied once at the end).
+      mma_scores_tile<S, T, D>(acc, sc, tK, lane);
+      if (tid < kTile) sMask[(buf ^ 1) * kTile + tid] = next_word;
+      __syncthreads();
+      cur = next;
+    }
+  }
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r0 + 8 * h;
+    if (r >= qt.q_len) continue;
+    T* row = dq + (qt.qt0 + r) * D;
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt)
+      *reinterpret_cast<uint32_t*>(row + nt * 8 + c0) =
+          pack<T>(acc[nt][2 * h] * p.scale, acc[nt][2 * h + 1] * p.scale);
+  }
+}
+
+// ---- backward: dk, dv -------------------------------------------------------------------------
+
+// Queries per inner chunk of the dk/dv kernel: 64 for D = 64; 32 for D = 128, where the two
+// 16 x 128 accumulators already take 128 registers per thread.
+template <int D>
+constexpr int kChunkQ = D <= 64 ? 64 : 32;
+
+template <typename T, int D, bool kDq, bool kWg = false>
+constexpr size_t dkdv_smem() {
+  // kWg adds the f32 dQ staging tile of the bulk reduce: 76800 bytes in all, which is exactly
+  // 3 CTAs per SM (with the 1 KB the driver reserves per CTA, 3 x 77824 = 228 KB).
+  return size_t(6 * kTile * kStride<D, kWg>) * sizeof(T) + 2 * kTile * (2 * sizeof(float) + sizeof(uint64_t)) +
+         (kDq ? size_t(kTile * kStride<kTile, kWg>) * sizeof(T) : 0) + (kWg ? 1024 + kTile * D * sizeof(float) : 0);
+}
+
+// dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list;
+// kDq: also p.dq_acc += dS K for each of those query tiles. kWg: the products on wgmma (sm_90a,
+// D = 64): five with kDq, four without (the deterministic pass, whose dq kernel is mma.sync).
+template <typename T, int D, bool kDq, bool kWg = false>
+__global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Params p) {
+  static_assert(!kWg || D == 64);
+  constexpr int S = kStride<D, kWg>, KS = D / 16, QC = kChunkQ<D>, NT = QC / 8, SDS = kStride<kTile, kWg>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
+  T* sK = reinterpret_cast<T*>(smem);
+  T* sV = sK + kTile * S;
+  T* sQ = sV + kTile * S;       // [2][64][S]
+  T* sdO = sQ + 2 * kTile * S;  // [2][64][S]
+  float* sLse = reinterpret_cast<float*>(sdO + 2 * kTile * S);  // [2][64]
+  float* sDelta = sLse + 2 * kTile;                              // [2][64]
+  uint64_t* sMask = reinterpret_cast<uint64_t*>(sDelta + 2 * kTile);  // [2][64]
+  T* sdS = reinterpret_cast<T*>(sMask + 2 * kTile);  // kDq: [64 keys][SDS], dS^T (1024-aligned)
+  float* sdQ = reinterpret_cast<float*>(sdS + kTile * SDS);  // kWg: [64 queries][D] f32, dQ to reduce
+
+  const Segment& s = p.s;
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const TileLoader<D, kWg> load(tid);
+  // CTAs in (batch x head, chunk, key tile) order: the CTAs resident at once share a few heads'
+  // q and dO in L2 (chunk-major order had every head's in flight, and thrashed it).
+  const int64_t n_tiles = (s.n_keys + kTile - 1) / kTile, t = int64_t(blockIdx.x) % n_tiles;
+  const int64_t chunk = int64_t(blockIdx.x) / n_tiles % p.kv_chunks, bh = int64_t(blockIdx.x) / n_tiles / p.kv_chunks;
+  const int64_t head = bh % p.H;
+  const int64_t j = t * kTile / s.block_k, kt0 = t * kTile;
+  const int kv_len = clamp_len(min((j + 1) * s.block_k, s.n_keys) - kt0);
+  const int qtiles = int(s.block_q / kTile);
+  const int qt_log2 = qtiles == 2 ? 1 : 0;  // blocks are 64 or 128 (unsupported() sends others away)
+  const int64_t base = bh * p.N * D, kbase = bh * p.Nk * D;
+  const T* k = static_cast<const T*>(p.k) + kbase;
+  const T* v = static_cast<const T*>(p.v) + kbase;
+  // K and V first: their loads need no list, so they overlap the list's reads below.
+  load(sK, k + kt0 * D, kv_len, k);
+  load(sV, v + kt0 * D, kv_len, v);
+  cp_async_commit();
+  const int64_t* cp = col_ptr_of(s, head);
+  // This CTA's chunk of the list (chunk_steps is even, so a chunk starts on a query block).
+  const int64_t x0 = chunk * p.chunk_steps, first = cp[j] + x0 / qtiles;
+  const int64_t n_steps = min((cp[j + 1] - cp[j]) * qtiles - x0, p.chunk_steps);
+  const bool split = p.kv_chunks > 1;
+  if (n_steps <= 0) cp_async_wait<0>();  // the copies land before the CTA's shared memory goes
+  if (split && n_steps <= 0) return;  // the accumulators hold this chunk's zeros already
+  const T* q = static_cast<const T*>(p.q) + base;
+  const T* dout = static_cast<const T*>(p.dout) + base;
+  const float* lse = p.lse2_in + bh * p.N;
+  const float* delta = p.delta + bh * p.N;
+  T* dk = static_cast<T*>(p.dk) + kbase;
+  T* dv = static_cast<T*>(p.dv) + kbase;
+  const int kr0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);  // this thread's keys kr0, kr0 + 8
+
+  // Step x of the CSC list: entry at first + x / qtiles, query tile x % qtiles of its block.
+  auto step = [&](int64_t x) {
+    const int64_t at = first + (x >> qt_log2);
+    Step st;
+    st.e = s.csc_entry[at];
+    st.i = s.row_idx[at];
+    st.j = j;
+    st.qt0 = st.i * s.block_q + (x & qt_log2) * kTile;
+    st.q_len = clamp_len(min((st.i + 1) * s.block_q, p.N) - st.qt0);
+    st.kt0 = kt0;
+    st.kv_len = kv_len;
+    st.kind = s.kind[st.e];
+    st.moff = s.mask_offset[st.e];
+    return st;
+  };
+  auto prefetch = [&](const Step& st, int buf) -> uint64_t {
+    load(sQ + buf * kTile * S, q + st.qt0 * D, st.q_len, q);
+    load(sdO + buf * kTile * S, dout + st.qt0 * D, st.q_len, dout);
+    if (tid < kTile) {
+      cp_async4(smem_u32(sLse + buf * kTile + tid), tid < st.q_len ? lse + st.qt0 + tid : lse, tid < st.q_len);
+    } else {
+      const int r = tid - kTile;
+      cp_async4(smem_u32(sDelta + buf * kTile + r), r < st.q_len ? delta + st.qt0 + r : delta, r < st.q_len);
+    }
+    cp_async_commit();
+    return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
+  };
+
+  // wgmma descriptors, computed once (see the forward).
+  const uint64_t dKd = kWg ? wg_desc(smem_u32(sK)) : 0, dVd = kWg ? wg_desc(smem_u32(sV)) : 0,
+                 dQ0 = kWg ? wg_desc(smem_u32(sQ)) : 0, ddO0 = kWg ? wg_desc(smem_u32(sdO)) : 0,
+                 dSd = kWg ? wg_desc(smem_u32(sdS)) : 0;
+
+  float gk[D / 8][4], gv[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt)
+#pragma unroll
+    for (int x2 = 0; x2 < 4; ++x2) gk[nt][x2] = gv[nt][x2] = 0.f;
+
+  if (n_steps > 0) {
+    Step cur = step(0);
+    const uint64_t word0 = prefetch(cur, 0);
+    if (tid < kTile) sMask[tid] = word0;
+
+    for (int64_t x = 0; x < n_steps; ++x) {
+      const int buf = int(x & 1);
+      Step next = cur;
+      uint64_t next_word = 0;  // the next step's mask word: its loads overlap this step's products
+      if (x + 1 < n_steps) {
+        next = step(x + 1);
+        next_word = prefetch(next, buf ^ 1);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      if constexpr (kWg) fence_proxy_async();
+      __syncthreads();
+      const T* tQ = sQ + buf * kTile * S;
+      const T* tdO = sdO + buf * kTile * S;
+      const float* tLse = sLse + buf * kTile;
+      const float* tDelta = sDelta + buf * kTile;
+      const bool masked = cur.masked();
+      const uint64_t* tMask = sMask + buf * kTile;
+
+      uint32_t pa[kWg ? 4 : 1][4], da[kWg ? 4 : 1][4];  // wgmma's register A operands of dV, dK
+#pragma unroll
+      for (int qc = 0; qc < kTile / QC; ++qc) {
+        // S^T = K Q^T and dP^T = V dO^T: 16 keys x QC queries per warp.
+        float st[NT][4], dpt[NT][4];  // wgmma's first products overwrite them (kZero)
+        if constexpr (!kWg) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int x2 = 0; x2 < 4; ++x2) st[nt][x2] = dpt[nt][x2] = 0.f;
+        }
+        if constexpr (kWg) {
+          const uint64_t dQb = dQ0 + buf * kDescTile, ddOb = ddO0 + buf * kDescTile;
+          wg_fence();
+          wg_mma_ss<T, 0, 0, true>(st, dKd, dQb);
+          wg_mma_ss<T, 0, 0, true>(dpt, dVd, ddOb);
+#pragma unroll
+          for (int ks = 1; ks < KS; ++ks) {
+            wg_mma_ss<T, 0, 0>(st, dKd + ks * kDescK16, dQb + ks * kDescK16);
+            wg_mma_ss<T, 0, 0>(dpt, dVd + ks * kDescK16, ddOb + ks * kDescK16);
+          }
+          wg_commit();
+          wg_wait<0>();
+        } else {
+#pragma unroll
+          for (int ks = 0; ks < KS; ++ks) {
+            uint32_t a[4];
+            load_a<S>(a, sK, w, ks, lane);
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+              uint32_t b[4];
+              load_b<S>(b, tQ + qc * QC * S, np, ks, lane);
+              mma<T>(st[2 * np], a, b[0], b[1]);
+              mma<T>(st[2 * np + 1], a, b[2], b[3]);
+            }
+            load_a<S>(a, sV, w, ks, lane);
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+              uint32_t b[4];
+              load_b<S>(b, tdO + qc * QC * S, np, ks, lane);
+              mma<T>(dpt[2 * np], a, b[0], b[1]);
+              mma<T>(dpt[2 * np + 1], a, b[2], b[3]);
+            }
+          }
+        }
+        // P^T where allowed (the mask words are per query, a bit per key) and dS^T; unmasked
+        // steps skip the mask test.
+        auto to_ds = [&](auto masked_tag) {
+          constexpr bool kMasked = decltype(masked_tag)::value;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int x1 = 0; x1 < 2; ++x1) {
+              const int qi = qc * QC + nt * 8 + c0 + x1;
+              const float l2 = tLse[qi];
+              const float dl = tDelta[qi];
+              uint64_t qmask = 0;
+              if constexpr (kMasked) qmask = tMask[qi] >> kr0;
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                const int x2 = 2 * h + x1;
+                float pr = exp2_fast(fmaf(st[nt][x2], p.scale_log2, -l2));
+                if constexpr (kMasked) {
+                  if (!((qmask >> (8 * h)) & 1u)) pr = 0.f;
+                }
+                st[nt][x2] = pr;
+                dpt[nt][x2] = pr * (dpt[nt][x2] - dl);
+              }
+            }
+        };
+        if (masked) {
+          to_ds(std::true_type());
+        } else {
+          to_ds(std::false_type());
+        }
+        if constexpr (kDq) {  // dS^T as T, the values dK's product below rounds to as well
+          // Swizzled (kWg, one chunk of 64 queries): row r's 16-byte chunk nt sits at chunk
+          // nt ^ (r % 8), and r % 8 = lane / 4 for both of the thread's rows, so the address is
+          // a fixed base and an XOR per chunk.
+          unsigned char* row0 = reinterpret_cast<unsigned char*>(sdS) + (kWg ? kr0 * 128 + 2 * c0 : 0);
+          const int xs = (lane >> 2) << 4;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int r = kr0 + 8 * h, c = qc * QC + nt * 8 + c0;
+              void* at = kWg ? static_cast<void*>(row0 + h * 8 * 128 + ((nt << 4) ^ xs)) : sdS + r * SDS + c;
+              *static_cast<uint32_t*>(at) = pack<T>(dpt[nt][2 * h], dpt[nt][2 * h + 1]);
+            }
+        }
+        // dV += P^T dO and dK += dS^T Q over the chunk's queries. On wgmma they stay in flight
+        // (pa, da live until the wait) while dS^T is published and dQ = dS K is issued below.
+        if constexpr (kWg) {
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk) {
+            acc_to_a<T>(pa[kk], st, kk);
+            acc_to_a<T>(da[kk], dpt, kk);
+          }
+          const uint64_t dQb = dQ0 + buf * kDescTile, ddOb = ddO0 + buf * kDescTile;
+          wg_fence();
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk) {
+            wg_mma_rs<T, 1>(gv, pa[kk], ddOb + kk * kDescRows16);
+            wg_mma_rs<T, 1>(gk, da[kk], dQb + kk * kDescRows16);
+          }
+          wg_commit();
+          if constexpr (!kDq) wg_wait<0>();  // no dQ to overlap: pa, da and the tiles are free after
+        } else {
+#pragma unroll
+          for (int kk = 0; kk < QC / 16; ++kk) {
+            uint32_t pa[4], da[4];
+            acc_to_a<T>(pa, st, kk);
+            acc_to_a<T>(da, dpt, kk);
+#pragma unroll
+            for (int d2 = 0; d2 < D / 16; ++d2) {
+              uint32_t b[4];
+              load_b_trans<S>(b, tdO + qc * QC * S, kk, d2, lane);
+              mma<T>(gv[2 * d2], pa, b[0], b[1]);
+              mma<T>(gv[2 * d2 + 1], pa, b[2], b[3]);
+              load_b_trans<S>(b, tQ + qc * QC * S, kk, d2, lane);
+              mma<T>(gk[2 * d2], da, b[0], b[1]);
+              mma<T>(gk[2 * d2 + 1], da, b[2], b[3]);
+            }
+          }
+        }
+      }
+      if constexpr (kDq) {
+        // dQ of the step's query tile: warp w takes queries 16 w .. 16 w + 15 over all 64 keys,
+        // 64 columns of D at a time (bounds the live accumulators), and adds them into dq_acc.
+        if constexpr (kWg) fence_proxy_async();
+        __syncthreads();  // every warp's dS^T rows are in sdS
+        float* dq_rows = kWg ? nullptr : p.dq_acc + bh * p.N * D + cur.qt0 * D;
+        const int q0 = w * 16 + (lane >> 2);
+#pragma unroll
+        for (int half = 0; half < D / 64; ++half) {
+          float dqa[8][4];  // wgmma's first product overwrites it (kZero)
+          if constexpr (!kWg) {
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) dqa[nt][0] = dqa[nt][1] = dqa[nt][2] = dqa[nt][3] = 0.f;
+          }
+          if constexpr (kWg) {  // A = dS from dS^T (M-major), B = K (N-major): both transposed
+            wg_fence();
+            wg_mma_ss<T, 1, 1, true>(dqa, dSd, dKd);
+#pragma unroll
+            for (int kk = 1; kk < 4; ++kk) wg_mma_ss<T, 1, 1>(dqa, dSd + kk * kDescRows16, dKd + kk * kDescRows16);
+            wg_commit();
+            wg_wait<0>();  // dV and dK's group too: pa and da are free again
+          } else {
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+              uint32_t a[4];
+              load_a_trans<SDS>(a, sdS, w, kk, lane);
+#pragma unroll
+              for (int d2 = 0; d2 < 4; ++d2) {
+                uint32_t b[4];
+                load_b_trans<S>(b, sK, kk, half * 4 + d2, lane);
+                mma<T>(dqa[2 * d2], a, b[0], b[1]);
+                mma<T>(dqa[2 * d2 + 1], a, b[2], b[3]);
+              }
+            }
+          }
+          if constexpr (kWg) {
+            // The warp's 16 rows into its 4 KB of staging, then one bulk reduce-add of them into
+            // the same 4 KB of dq_acc, whose sums are tile-major in the accumulator layout
+            // (dq_tiled, tile_round_kernel): 8 runs of 512 bytes, one 16-byte store per thread
+            // each, which cover every bank once (row-major, the 8 rows of a store fell in the
+            // same 8 banks). Rows past the sequence add zeros there (their P is 0).
+            float* mine = sdQ + w * 16 * D;
+            if (lane == 0) bulk_wait_read();  // the warp's previous reduce has read these rows
+            __syncwarp();
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt)
+              *reinterpret_cast<float4*>(mine + (nt * 32 + lane) * 4) = make_float4(dqa[nt][0], dqa[nt][1], dqa[nt][2], dqa[nt][3]);
+            fence_proxy_async();
+            __syncwarp();
+            float* tile = p.dq_acc + (bh * ((p.N + kTile - 1) / kTile) + cur.qt0 / kTile) * kTile * D;
+            if (lane == 0 && w * 16 < cur.q_len) bulk_reduce_add_f32(tile + w * 16 * D, mine, 16 * D * sizeof(float));
+          } else {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              if (q0 + 8 * h >= cur.q_len) continue;
+              float* row = dq_rows + (q0 + 8 * h) * D + half * 64 + c0;
+#pragma unroll
+              for (int nt = 0; nt < 8; ++nt) atomic_add2(row + nt * 8, dqa[nt][2 * h], dqa[nt][2 * h + 1]);
+            }
+          }
+        }
+      }
+      if (tid < kTile) sMask[(buf ^ 1) * kTile + tid] = next_word;
+      __syncthreads();
+      cur = next;
+    }
+  }
+
+  if (split) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = kr0 + 8 * h;
+      if (r >= kv_len) continue;
+      float* ka = p.dk_acc + kbase + (kt0 + r) * D + c0;
+      float* va = p.dv_acc + kbase + (kt0 + r) * D + c0;
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        atomic_add2(ka + nt * 8, gk[nt][2 * h], gk[nt][2 * h + 1]);
+        atomic_add2(va + nt * 8, gv[nt][2 * h], gv[nt][2 * h + 1]);
+      }
+    }
+  } else {
+    // dK and dV through shared memory, in the Q and dO tiles (free: the loop ended on a barrier
+    // after every product; without steps, the K and V copies were waited for above).
+    T* stage_k = sQ;
+    T* stage_v = sQ + kTile * (D + 8);
+    stage_rows<T, D>(stage_k, gk, p.scale, p.scale, w, lane);
+    stage_rows<T, D>(stage_v, gv, 1.f, 1.f, w, lane);
+    __syncthreads();
+    copy_rows<T, D>(dk + kt0 * D, stage_k, kv_len, tid);
+    copy_rows<T, D>(dv + kt0 * D, stage_v, kv_len, tid);
+  }
+  if constexpr (kWg) {
+    if (lane == 0) bulk_wait_all();  // the last reduce-add is done before the CTA's memory goes
+  }
+}
+
+// delta[r] = rowsum(dO * O) of row r (the softmax backward's row term), D / 8 threads per row, each
+// 16 bytes of both.
+template <typename T, int D>
+__global__ void delta_kernel(int64_t rows, const T* __restrict__ o, const T* __restrict__ dout, float* __restrict__ delta) {
+  constexpr int kLanes = D / 8;
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, r = x / kLanes;
+  float sum = 0.f;
+  if (r < rows) {
+    const uint4 a = reinterpret_cast<const uint4*>(o)[x], b = reinterpret_cast<const uint4*>(dout)[x];
+    const T* av = reinterpret_cast<const T*>(&a);
+    const T* bv = reinterpret_cast<const T*>(&b);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) sum = fmaf(convert<float>(av[i]), convert<float>(bv[i]), sum);
+  }
+#pragma unroll
+  for (int off = kLanes / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (r < rows && x % kLanes == 0) delta[r] = sum;
+}
+
+// out = lse log2(e), +inf where lse = -inf (a row that sees nothing: its P = 2^(s - inf) = 0), so the
+// dk/dv kernel's exponent is one FMA per element with no per-query conversion.
+__global__ void lse_log2_kernel(int64_t n, const float* __restrict__ lse, float* __restrict__ out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = lse[i] == -INFINITY ? INFINITY : lse[i] * kLog2e;
+}
+
+// out = T(scale * acc), n elements (a multiple of 4: D is).
+template <typename T>
+__global__ void acc_round_kernel(int64_t n, float scale, const float* __restrict__ acc, T* __restrict__ out) {
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n; i += int64_t(gridDim.x) * blockDim.x * 4) {
+    const float4 a = *reinterpret_cast<const float4*>(acc + i);
+    uint2 r;
+    r.x = pack<T>(a.x * scale, a.y * scale);
+    r.y = pack<T>(a.z * scale, a.w * scale);
+    *reinterpret_cast<uint2*>(out + i) = r;
+  }
+}
+
+// dq (B, H, N, 64) = T(scale * sums) from the wgmma backward's tile-major sums: per 64-row query
+// tile (bh * n_tiles + t), per warp's 16 rows, [n-tile nt][lane][4], the thread's accumulators
+// (rows lane / 4 and + 8, columns 8 nt + 2 (lane % 4) and + 1). One CTA of 128 threads per tile:
+// 16-byte reads of the sums in order, a transpose through shared memory (rows of 72 floats: the
+// 8-byte stores of a half warp fall in different banks), 16-byte row writes of dq.
+template <typename T>
+__global__ void __launch_bounds__(128) tile_round_kernel(int64_t N, int64_t n_tiles, float scale,
+                                                         const float* __restrict__ acc, T* __restrict__ out) {
+  constexpr int RS = 72;
+  __shared__ __align__(16) float tile[kTile * RS];
+  const int tid = threadIdx.x;
+  const int64_t bh = blockIdx.x / n_tiles, t = blockIdx.x % n_tiles;
+  const float4* src = reinterpret_cast<const float4*>(acc) + int64_t(blockIdx.x) * kTile * 64 / 4;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const int i = k * 128 + tid;  // chunk i: warp region i / 256, n-tile i / 32 % 8, lane i % 32
+    const float4 a = src[i];
+    const int lane = i % 32, r = i / 256 * 16 + lane / 4, c = i / 32 % 8 * 8 + 2 * (lane % 4);
+    *reinterpret_cast<float2*>(tile + r * RS + c) = make_float2(a.x, a.y);
+    *reinterpret_cast<float2*>(tile + (r + 8) * RS + c) = make_float2(a.z, a.w);
+  }
+  __syncthreads();
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const int i = k * 128 + tid, r = i / 8, c = i % 8 * 8;  // row r, columns c .. c + 7
+    const int64_t row = t * kTile + r;
+    if (row >= N) continue;
+    const float4 a = *reinterpret_cast<const float4*>(tile + r * RS + c);
+    const float4 b = *reinterpret_cast<const float4*>(tile + r * RS + c + 4);
+    *reinterpret_cast<uint4*>(out + (bh * N + row) * 64 + c) =
+        make_uint4(pack<T>(a.x * scale, a.y * scale), pack<T>(a.z * scale, a.w * scale), pack<T>(b.x * scale, b.y * scale),
+                   pack<T>(b.z * scale, b.w * scale));
+  }
+}
+std::atomic<int64_t> g_split_launches{0};
+
+// The fused backward's split of long CSC lists (Params::kv_chunks): a launch takes as long as its
+// longest CTA, and some layouts give one key tile far more of the work than a CTA slot's share
+// (fixed attention's summary keys: every later query sees them). Lists longer than half a slot's
+// share run as chunks.
+void split_columns(Params& p, const Segment& s, int64_t bh, int ctas_per_sm) {
+  int dev = 0, sms = 0;
+  SPARTA_CUDA_CHECK("sparse_attention_backward", cudaGetDevice(&dev));
+  SPARTA_CUDA_CHECK("sparse_attention_backward", cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t steps_per_entry = (s.block_q / kTile) * (s.block_k / kTile);  // over the block's key tiles
+  const int64_t total = bh / s.n_layouts * s.total_col_entries * steps_per_entry;
+  const int64_t longest = s.max_col_entries * (s.block_q / kTile);  // one key tile's list
+  const int64_t share = total / (int64_t(sms) * ctas_per_sm);
+  if (longest <= std::max<int64_t>(16, share / 2)) return;
+  // Chunks of an eighth of a share: more CTAs per head, so fewer heads' q and dO in flight at once
+  // (fixed attention at 16K on the H200: 1.55 ms fwd+bwd with half-share chunks, 1.44 with these).
+  const int64_t chunk = std::max<int64_t>(16, share / 8) / 2 * 2;
+  p.chunk_steps = chunk;
+  p.kv_chunks = (longest + chunk - 1) / chunk;
+  ++g_split_launches;
+}
+
+// out = T(scale * acc), n elements.
+template <typename T>
+void round_acc(int64_t n, float scale, const float* acc, const Tensor& out, const char* op) {
+  const int64_t blocks = std::min<int64_t>((n / 4 + 255) / 256, 132 * 16);
+  if (blocks == 0) return;
+  acc_round_kernel<T><<<unsigned(blocks), 256, 0, stream()>>>(n, scale, acc, static_cast<T*>(out.data_ptr()));
+  SPARTA_CUDA_LAUNCH_CHECK(op);
+}
+
+// Whether the fused backward's dq sums are tile-major (the wgmma kernel's, tile_round_kernel) rather
+// than row-major, and their size in floats: whole 64-row tiles when tile-major.
+bool dq_tiled(const Tensor& q) { return q.shape(3) == 64 && use_wgmma(64); }
+int64_t dq_sums_size(const Tensor& q) {
+  if (!dq_tiled(q)) return q.numel();
+  return q.shape(0) * q.shape(1) * (q.shape(2) + kTile - 1) / kTile * kTile * q.shape(3);
+}
+
+// dq = T(scale * sums), sums in dq_tiled's layout.
+template <typename T>
+void round_sums(const float* sums, float scale, const Tensor& dq, const char* op) {
+  if (!dq_tiled(dq)) return round_acc<T>(dq.numel(), scale, sums, dq, op);
+  const int64_t N = dq.shape(2), n_tiles = (N + kTile - 1) / kTile, tiles = dq.shape(0) * dq.shape(1) * n_tiles;
+  if (tiles == 0) return;
+  SPARTA_CHECK(tiles < (int64_t(1) << 31), op, "too many tiles for one launch: ", tiles);
+  tile_round_kernel<T><<<unsigned(tiles), 128, 0, stream()>>>(N, n_tiles, scale, sums, static_cast<T*>(dq.data_ptr()));
+  SPARTA_CUDA_LAUNCH_CHECK(op);
+}
+}  // namespace
+
+int64_t split_backward_launches() { return g_split_launches.load(); }
+void row_delta(const Tensor& o, const Tensor& dout, const Tensor& delta) {
+  const char* op = "sparse_attention_backward";
+  const Shape4 sh = shape_of(o);
+  const int64_t rows = sh.B * sh.H * sh.N, threads = rows * (sh.D / 8);
+  if (rows == 0) return;
+  dispatch(o.dtype(), sh.D, op, [&](auto tag, auto dim) {
+    using T = decltype(tag);
+    constexpr int D = decltype(dim)::value;
+    delta_kernel<T, D><<<unsigned((threads + 255) / 256), 256, 0, stream()>>>(
+        rows, static_cast<const T*>(o.data_ptr()), static_cast<const T*>(dout.data_ptr()),
+        static_cast<float*>(delta.data_ptr()));
+  });
+  SPARTA_CUDA_LAUNCH_CHECK(op);
+}
+
+Tensor lse_log2(const Tensor& lse) {
+  Tensor out = Tensor::empty({lse.numel()}, DType::f32, lse.device());
+  const int64_t rows = lse.numel();
+  if (rows > 0) {
+    lse_log2_kernel<<<unsigned((rows + 255) / 256), 256, 0, stream()>>>(rows, static_cast<const float*>(lse.data_ptr()),
+                                                                        static_cast<float*>(out.data_ptr()));
+    SPARTA_CUDA_LAUNCH_CHECK("sparse_attention_backward");
+  }
+  return out;
+}
+
+Tensor dq_sums(const Tensor& q) {
+  Tensor acc = Tensor::empty({dq_sums_size(q)}, DType::f32, q.device());
+  SPARTA_CUDA_CHECK("sparse_attention_backward",
+                    cudaMemsetAsync(acc.data_ptr(), 0, size_t(acc.numel()) * sizeof(float), stream()));
+  return acc;
+}
+
+void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq) {
+  by_dtype(dq.dtype(), "sparse_attention_backward", [&](auto tag) {
+    round_sums<decltype(tag)>(static_cast<const float*>(sums.data_ptr()), float(scale), dq, "sparse_attention_backward");
+  });
+}
+
+void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
+              const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+              const Tensor& lse2_in, const Tensor& dq_sum) {
+  const char* op = "sparse_attention_backward";
+  const Shape4 sh = shape_of(q);
+  Params p = params_of(s, scale, q, k);
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.dout = dout.data_ptr();
+  p.lse_in = static_cast<const float*>(lse.data_ptr());
+  p.delta = static_cast<const float*>(delta.data_ptr());
+  const Tensor lse2 = lse2_in.defined() ? lse2_in : lse_log2(lse);
+  p.lse2_in = static_cast<const float*>(lse2.data_ptr());
+  p.dq = dq.data_ptr();
+  p.dk = dk.data_ptr();
+  p.dv = dv.data_ptr();
+  dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
+    using T = decltype(tag);
+    constexpr int D = decltype(dim)::value;
+    if (deterministic_algorithms()) {
+      const unsigned grid = grid_of(sh.B * sh.H, s.n_keys, op);
+      bool wg_det = false;
+      if constexpr (D == 64) {
+        if ((wg_det = use_wgmma(D))) launch(dkdv_kernel<T, D, false, true>, grid, dkdv_smem<T, D, false, true>(), p, op);
+      }
+      if (!wg_det) launch(dkdv_kernel<T, D, false>, grid, dkdv_smem<T, D, false>(), p, op);
+      launch(dq_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), dq_smem<T, D>(), p, op);
+      return;
+    }
+    const bool wg = D == 64 && use_wgmma(D);
+    const bool own_dq = !dq_sum.defined();
+    const int64_t n = dq_sums_size(q), nk = sh.B * sh.H * s.n_keys * D;
+    split_columns(p, s, sh.B * sh.H, wg ? 3 : 2);
+    const bool split = p.kv_chunks > 1;
+    Tensor acc = Tensor::empty({(own_dq ? n : 0) + (split ? 2 * nk : 0)}, DType::f32, q.device());
+    float* sums = static_cast<float*>(acc.data_ptr());
+    p.dq_acc = own_dq ? sums : static_cast<float*>(dq_sum.data_ptr());
+    if (split) {
+      p.dk_acc = sums + (own_dq ? n : 0);
+      p.dv_acc = p.dk_acc + nk;
+    }
+    if (acc.numel() > 0)
+      SPARTA_CUDA_CHECK(op, cudaMemsetAsync(sums, 0, size_t(acc.numel()) * sizeof(float), stream()));
+    const unsigned grid = grid_of(sh.B * sh.H * p.kv_chunks, s.n_keys, op);
+    if constexpr (D == 64) {
+      if (wg) launch(dkdv_kernel<T, D, true, true>, grid, dkdv_smem<T, D, true, true>(), p, op);
+    }
+    if (!wg) launch(dkdv_kernel<T, D, true>, grid, dkdv_smem<T, D, true>(), p, op);
+    if (own_dq) round_sums<T>(p.dq_acc, p.scale, dq, op);
+    if (split) {
+      round_acc<T>(nk, p.scale, p.dk_acc, dk, op);
+      round_acc<T>(nk, 1.f, p.dv_acc, dv, op);
+    }
+  });
+}
+}  // namespace sparta::cuda::flash
