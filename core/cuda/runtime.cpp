@@ -55,6 +55,13 @@ int device_count() {
   return n;
 }
 
+int compute_capability(int device) {
+  int major = 0, minor = 0;
+  SPARTA_CUDA_CHECK("cuda.compute_capability", cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  SPARTA_CUDA_CHECK("cuda.compute_capability", cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major * 10 + minor;
+}
+
 cudaStream_t stream() {
   // One non-blocking stream per device, created on first use and kept for the process's life
   // (destroying it at exit would race with static destructors that free device memory on it).

@@ -7,6 +7,7 @@ namespace sparta::cuda {
 
 bool available();   // a CUDA build with at least one visible device
 int device_count();
+int compute_capability(int device);  // major * 10 + minor (90: Hopper)
 void* device_malloc(size_t nbytes, int device);  // stream-ordered pool (cudaMallocAsync)
 void device_free(void* p, int device);
 // Page-locked host memory, so that host-to-device copies run asynchronously at full speed.

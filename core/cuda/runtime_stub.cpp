@@ -9,6 +9,7 @@ namespace {
 
 bool available() { return false; }
 int device_count() { return 0; }
+int compute_capability(int) { no_cuda(); }
 void* device_malloc(size_t, int) { no_cuda(); }
 void device_free(void*, int) { no_cuda(); }
 void* pinned_malloc(size_t) { no_cuda(); }

@@ -62,6 +62,13 @@ struct KernelOverride {
   ~KernelOverride() { unsetenv("SPARTA_ATTENTION_KERNEL"); }
 };
 
+// Sets deterministic_algorithms() for a scope.
+struct DeterministicScope {
+  bool before = deterministic_algorithms();
+  explicit DeterministicScope(bool on) { set_deterministic_algorithms(on); }
+  ~DeterministicScope() { set_deterministic_algorithms(before); }
+};
+
 // Sets SPARTA_FLASH_WGMMA for the guard's lifetime ("0": the mma.sync kernels on Hopper too).
 struct WgmmaOverride {
   explicit WgmmaOverride(const char* value) { setenv("SPARTA_FLASH_WGMMA", value, 1); }
@@ -206,6 +213,30 @@ BOOST_AUTO_TEST_CASE(flash_several_segments, SPARTA_NEEDS_GPU) {
   }
 }
 
+// Strided attention's residue-class segment: at head dim 64 on Hopper (wgmma) the kernels read its
+// rows of q, k, v, dO, lse and delta through the permutation and add its gradients into token
+// order themselves (forward_in_place, backward_in_place); elsewhere it runs on gathered copies.
+// Both ways must agree with the CPU (check_case), on ragged classes too.
+BOOST_AUTO_TEST_CASE(flash_strided_reads_its_rows_in_place, SPARTA_NEEDS_GPU) {
+  const bool hopper = cuda::compute_capability(0) == 90;
+  for (int64_t n : {1000, 4099})
+    for (const PatternCase& c : {PatternCase{"strided 33", strided(33)}, PatternCase{"strided 64", strided(64)}}) {
+      const int64_t before = cuda::attention_kernel_counts().flash_in_place;
+      check_case(c, 2, 3, n, 64, 64, DType::bf16);
+      BOOST_CHECK_EQUAL(cuda::attention_kernel_counts().flash_in_place - before, hopper ? 2 : 0);
+      {
+        WgmmaOverride off("0");
+        const int64_t before_copies = cuda::attention_kernel_counts().flash_in_place;
+        check_case(c, 1, 2, n, 64, 64, DType::f16);
+        BOOST_CHECK_EQUAL(cuda::attention_kernel_counts().flash_in_place, before_copies);
+      }
+      DeterministicScope on(true);  // the deterministic backward takes gathered copies
+      const int64_t before_det = cuda::attention_kernel_counts().flash_in_place;
+      check_case(c, 1, 2, n, 64, 64, DType::bf16);
+      BOOST_CHECK_EQUAL(cuda::attention_kernel_counts().flash_in_place - before_det, hopper ? 1 : 0);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(flash_blocks_that_see_nothing, SPARTA_NEEDS_GPU) {
   // Query block 1 lists no key block (its rows: o = 0, lse = -inf, dq = 0); key block 3 is
   // listed by no query block (dk = dv = 0); block 2 sees blocks 0 and 2.
@@ -243,13 +274,6 @@ BOOST_AUTO_TEST_CASE(flash_through_autograd_bf16, SPARTA_NEEDS_GPU) {
   check_scaled(got.dk, want.dk, t, "autograd bf16: dk");
   check_scaled(got.dv, want.dv, t, "autograd bf16: dv");
 }
-
-// Sets deterministic_algorithms() for a scope.
-struct DeterministicScope {
-  bool before = deterministic_algorithms();
-  explicit DeterministicScope(bool on) { set_deterministic_algorithms(on); }
-  ~DeterministicScope() { set_deterministic_algorithms(before); }
-};
 
 // Deterministic mode: every output bit-identical from run to run. The default backward adds dQ
 // with atomics: o, lse, dk and dv still have one writer (bit-identical) unless a long CSC list is

@@ -82,6 +82,8 @@ struct AttentionKernelCounts {
   int64_t flash_forward = 0, flash_backward = 0, simple_forward = 0, simple_backward = 0;
   // Tensor-core backward launches that split long CSC lists over several CTAs (attention_flash_*.cu).
   int64_t flash_backward_split = 0;
+  // Tensor-core launches that read a permuted segment's rows in place instead of gathered copies.
+  int64_t flash_in_place = 0;
 };
 AttentionKernelCounts attention_kernel_counts();
 }  // namespace cuda

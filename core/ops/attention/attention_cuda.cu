@@ -37,6 +37,27 @@ using namespace warp_row;
 
 constexpr int kWarps = 4;  // rows per thread block
 
+}  // namespace
+
+int64_t residue_stride_of(const BlockLayout& s) {
+  const int64_t n = s.seq_len;
+  if (s.q_pos.empty() || s.k_pos != s.q_pos || int64_t(s.q_pos.size()) != n || s.n_keys != n || n < 2 ||
+      n >= (int64_t(1) << 31))
+    return 0;
+  const int64_t l = s.q_pos[1];  // class 0's second position (1 when every class has one)
+  if (l < 1) return 0;
+  const int64_t c = n / l, rem = n % l;
+  for (int64_t p = 0; p < n; ++p) {  // RowMap's closed form, checked once per upload
+    const int64_t big = rem * (c + 1);
+    const int64_t r = p < big ? p / (c + 1) : rem + (p - big) / c;
+    const int64_t m = p < big ? p - r * (c + 1) : p - big - (r - rem) * c;
+    if (s.q_pos[size_t(p)] != m * l + r) return 0;
+  }
+  return l;
+}
+
+namespace {
+
 std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
   std::vector<const BlockLayout*> segs;
   for (const BlockLayout* s = &L; s; s = s->next.get()) segs.push_back(s);
@@ -94,6 +115,7 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
     d.k_pos = static_cast<const int64_t*>(at(o.k_pos));
     d.q_index = static_cast<const int64_t*>(at(o.q_index));
     d.k_index = static_cast<const int64_t*>(at(o.k_index));
+    d.residue_stride = residue_stride_of(s);
     std::memcpy(host.data() + table + i * sizeof(Segment), &d, sizeof(Segment));
     out->host_segments.push_back(d);
   }
@@ -338,6 +360,7 @@ AttentionKernelCounts attention_kernel_counts() {
   c.flash_forward = g_counts.flash_forward.load();
   c.flash_backward = g_counts.flash_backward.load();
   c.flash_backward_split = flash::split_backward_launches();
+  c.flash_in_place = flash::in_place_launches();
   c.simple_forward = g_counts.simple_forward.load();
   c.simple_backward = g_counts.simple_backward.load();
   return c;

@@ -175,9 +175,12 @@ constexpr size_t dkdv_smem() {
 // dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list;
 // kDq: also p.dq_acc += dS K for each of those query tiles. kWg: the products on wgmma (sm_90a,
 // D = 64): five with kDq, four without (the deterministic pass, whose dq kernel is mma.sync).
-template <typename T, int D, bool kDq, bool kWg = false>
+// kGather: a residue-class segment on tensors in token order (q, k, v, dout, lse, delta read
+// through p.map), which adds its dk, dv into their rows (p.dq_acc stays in the segment's order).
+template <typename T, int D, bool kDq, bool kWg = false, bool kGather = false>
 __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Params p) {
   static_assert(!kWg || D == 64);
+  static_assert(!kGather || (kWg && kDq));
   constexpr int S = kStride<D, kWg>, KS = D / 16, QC = kChunkQ<D>, NT = QC / 8, SDS = kStride<kTile, kWg>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
@@ -207,8 +210,12 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   const T* k = static_cast<const T*>(p.k) + kbase;
   const T* v = static_cast<const T*>(p.v) + kbase;
   // K and V first: their loads need no list, so they overlap the list's reads below.
-  load(sK, k + kt0 * D, kv_len, k);
-  load(sV, v + kt0 * D, kv_len, v);
+  if constexpr (kGather) {
+    load(sK, k, sV, v, p.map, kt0, kv_len);
+  } else {
+    load(sK, k + kt0 * D, kv_len, k);
+    load(sV, v + kt0 * D, kv_len, v);
+  }
   cp_async_commit();
   const int64_t* cp = col_ptr_of(s, head);
   // This CTA's chunk of the list (chunk_steps is even, so a chunk starts on a query block).
@@ -241,9 +248,17 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
     return st;
   };
   auto prefetch = [&](const Step& st, int buf) -> uint64_t {
-    load(sQ + buf * kTile * S, q + st.qt0 * D, st.q_len, q);
-    load(sdO + buf * kTile * S, dout + st.qt0 * D, st.q_len, dout);
-    if (tid < kTile) {
+    if constexpr (kGather) {
+      load(sQ + buf * kTile * S, q, sdO + buf * kTile * S, dout, p.map, st.qt0, st.q_len);
+    } else {
+      load(sQ + buf * kTile * S, q + st.qt0 * D, st.q_len, q);
+      load(sdO + buf * kTile * S, dout + st.qt0 * D, st.q_len, dout);
+    }
+    if constexpr (kGather) {
+      const int r = tid & (kTile - 1);  // lse of row r (threads 0 .. 63), delta (64 .. 127)
+      const int64_t at = r < st.q_len ? p.map(st.qt0 + r) : 0;
+      cp_async4(smem_u32((tid < kTile ? sLse : sDelta) + buf * kTile + r), (tid < kTile ? lse : delta) + at, r < st.q_len);
+    } else if (tid < kTile) {
       cp_async4(smem_u32(sLse + buf * kTile + tid), tid < st.q_len ? lse + st.qt0 + tid : lse, tid < st.q_len);
     } else {
       const int r = tid - kTile;
@@ -504,8 +519,13 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
     stage_rows<T, D>(stage_k, gk, p.scale, p.scale, w, lane);
     stage_rows<T, D>(stage_v, gv, 1.f, 1.f, w, lane);
     __syncthreads();
-    copy_rows<T, D>(dk + kt0 * D, stage_k, kv_len, tid);
-    copy_rows<T, D>(dv + kt0 * D, stage_v, kv_len, tid);
+    if constexpr (kGather) {
+      add_rows<T, D>(dk, stage_k, p.map, kt0, kv_len, tid);
+      add_rows<T, D>(dv, stage_v, p.map, kt0, kv_len, tid);
+    } else {
+      copy_rows<T, D>(dk + kt0 * D, stage_k, kv_len, tid);
+      copy_rows<T, D>(dv + kt0 * D, stage_v, kv_len, tid);
+    }
   }
   if constexpr (kWg) {
     if (lane == 0) bulk_wait_all();  // the last reduce-add is done before the CTA's memory goes
@@ -555,9 +575,11 @@ __global__ void acc_round_kernel(int64_t n, float scale, const float* __restrict
 // (rows lane / 4 and + 8, columns 8 nt + 2 (lane % 4) and + 1). One CTA of 128 threads per tile:
 // 16-byte reads of the sums in order, a transpose through shared memory (rows of 72 floats: the
 // 8-byte stores of a half warp fall in different banks), 16-byte row writes of dq.
-template <typename T>
+// kMapAdd: the sums of a residue-class segment (in its order) are added into dq's rows map(row)
+// (token order), which the other segments have written.
+template <typename T, bool kMapAdd = false>
 __global__ void __launch_bounds__(128) tile_round_kernel(int64_t N, int64_t n_tiles, float scale,
-                                                         const float* __restrict__ acc, T* __restrict__ out) {
+                                                         const float* __restrict__ acc, T* __restrict__ out, RowMap map) {
   constexpr int RS = 72;
   __shared__ __align__(16) float tile[kTile * RS];
   const int tid = threadIdx.x;
@@ -579,9 +601,15 @@ __global__ void __launch_bounds__(128) tile_round_kernel(int64_t N, int64_t n_ti
     if (row >= N) continue;
     const float4 a = *reinterpret_cast<const float4*>(tile + r * RS + c);
     const float4 b = *reinterpret_cast<const float4*>(tile + r * RS + c + 4);
-    *reinterpret_cast<uint4*>(out + (bh * N + row) * 64 + c) =
-        make_uint4(pack<T>(a.x * scale, a.y * scale), pack<T>(a.z * scale, a.w * scale), pack<T>(b.x * scale, b.y * scale),
-                   pack<T>(b.z * scale, b.w * scale));
+    float x[8] = {a.x * scale, a.y * scale, a.z * scale, a.w * scale, b.x * scale, b.y * scale, b.z * scale, b.w * scale};
+    uint4* at = reinterpret_cast<uint4*>(out + (bh * N + (kMapAdd ? map(row) : row)) * 64 + c);
+    if constexpr (kMapAdd) {
+      const uint4 old = *at;
+      const T* ov = reinterpret_cast<const T*>(&old);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) x[i] += convert<float>(ov[i]);
+    }
+    *at = make_uint4(pack<T>(x[0], x[1]), pack<T>(x[2], x[3]), pack<T>(x[4], x[5]), pack<T>(x[6], x[7]));
   }
 }
 std::atomic<int64_t> g_split_launches{0};
@@ -631,7 +659,8 @@ void round_sums(const float* sums, float scale, const Tensor& dq, const char* op
   const int64_t N = dq.shape(2), n_tiles = (N + kTile - 1) / kTile, tiles = dq.shape(0) * dq.shape(1) * n_tiles;
   if (tiles == 0) return;
   SPARTA_CHECK(tiles < (int64_t(1) << 31), op, "too many tiles for one launch: ", tiles);
-  tile_round_kernel<T><<<unsigned(tiles), 128, 0, stream()>>>(N, n_tiles, scale, sums, static_cast<T*>(dq.data_ptr()));
+  tile_round_kernel<T><<<unsigned(tiles), 128, 0, stream()>>>(N, n_tiles, scale, sums, static_cast<T*>(dq.data_ptr()),
+                                                              RowMap{});
   SPARTA_CUDA_LAUNCH_CHECK(op);
 }
 }  // namespace
@@ -676,6 +705,22 @@ void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq) {
   });
 }
 
+namespace {
+// The backward's tensors into p (whose q, k, v are set); lse2: lse2_in, or lse_log2(lse) made here,
+// which the caller keeps until its launches are queued.
+void set_backward(Params& p, const Tensor& lse, const Tensor& delta, const Tensor& dout, const Tensor& dq,
+                  const Tensor& dk, const Tensor& dv, const Tensor& lse2_in, Tensor& lse2) {
+  p.dout = dout.data_ptr();
+  p.lse_in = static_cast<const float*>(lse.data_ptr());
+  p.delta = static_cast<const float*>(delta.data_ptr());
+  lse2 = lse2_in.defined() ? lse2_in : lse_log2(lse);
+  p.lse2_in = static_cast<const float*>(lse2.data_ptr());
+  p.dq = dq.data_ptr();
+  p.dk = dk.data_ptr();
+  p.dv = dv.data_ptr();
+}
+}  // namespace
+
 void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
               const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv,
               const Tensor& lse2_in, const Tensor& dq_sum) {
@@ -685,14 +730,8 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
   p.q = q.data_ptr();
   p.k = k.data_ptr();
   p.v = v.data_ptr();
-  p.dout = dout.data_ptr();
-  p.lse_in = static_cast<const float*>(lse.data_ptr());
-  p.delta = static_cast<const float*>(delta.data_ptr());
-  const Tensor lse2 = lse2_in.defined() ? lse2_in : lse_log2(lse);
-  p.lse2_in = static_cast<const float*>(lse2.data_ptr());
-  p.dq = dq.data_ptr();
-  p.dk = dk.data_ptr();
-  p.dv = dv.data_ptr();
+  Tensor lse2;
+  set_backward(p, lse, delta, dout, dq, dk, dv, lse2_in, lse2);
   dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
@@ -731,5 +770,29 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
       round_acc<T>(nk, 1.f, p.dv_acc, dv, op);
     }
   });
+}
+
+void backward_in_place(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& lse, const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                       const Tensor& dv, const Tensor& lse2_in) {
+  const char* op = "sparse_attention_backward";
+  SPARTA_CHECK(!deterministic_algorithms(), op, "the in-place backward is the fused one (it adds dq with atomics)");
+  const Shape4 sh = shape_of(q);
+  Params p = in_place_params(s, scale, q, k, v, op);
+  Tensor lse2;
+  set_backward(p, lse, delta, dout, dq, dk, dv, lse2_in, lse2);
+  const Tensor sums = dq_sums(q);  // in the segment's order
+  p.dq_acc = static_cast<float*>(sums.data_ptr());
+  const int64_t n_tiles = (sh.N + kTile - 1) / kTile, tiles = sh.B * sh.H * n_tiles;
+  SPARTA_CHECK(tiles < (int64_t(1) << 31), op, "too many tiles for one launch: ", tiles);
+  by_dtype(q.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    launch(dkdv_kernel<T, 64, true, true, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, 64, true, true>(), p,
+           op);
+    tile_round_kernel<T, true><<<unsigned(tiles), 128, 0, stream()>>>(sh.N, n_tiles, p.scale, p.dq_acc,
+                                                                      static_cast<T*>(dq.data_ptr()), p.map);
+    SPARTA_CUDA_LAUNCH_CHECK(op);
+  });
+  count_in_place_launch();
 }
 }  // namespace sparta::cuda::flash

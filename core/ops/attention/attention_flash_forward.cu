@@ -1,6 +1,7 @@
 // The tensor-core forward of block-sparse attention: one CTA per (batch, head, 64-query tile)
 // over the tile's CSR row(s), and unsupported(), which decides whether these kernels run. The
 // kernel family: flash_kernels.cuh.
+#include <atomic>
 #include <cstring>
 
 #include "core/ops/attention/flash_kernels.cuh"
@@ -16,9 +17,12 @@ constexpr size_t forward_smem() {
 }
 
 // q, k, v, o: (B, H, N, D); lse: (B, H, N). Grid: B * H * ceil(N / 64) CTAs of 128 threads.
-// kWg: the products on wgmma (sm_90a, D = 64), Q read from shared memory at every step.
-template <typename T, int D, bool kWg>
-__global__ void __launch_bounds__(kThreads, kWg ? 5 : (D == 64 ? 3 : 2)) forward_kernel(const Params p) {
+// kWg: the products on wgmma (sm_90a, D = 64), Q read from shared memory at every step. kGather:
+// a residue-class segment on q, k, v in token order, its rows read through p.map (o, lse are
+// written in the segment's order).
+template <typename T, int D, bool kWg, bool kGather = false>
+// (The row map's arithmetic needs registers: kGather runs 4 CTAs per SM, where 5 spilled 136 bytes.)
+__global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ? 3 : 2)) forward_kernel(const Params p) {
   constexpr int S = kStride<D, kWg>, KS = D / 16;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
@@ -34,7 +38,11 @@ __global__ void __launch_bounds__(kThreads, kWg ? 5 : (D == 64 ? 3 : 2)) forward
   const int64_t base = qt.bh * p.N * D, kbase = qt.bh * p.Nk * D;
   const T* q = static_cast<const T*>(p.q) + base;
   // Q first: its load needs no block list, so it overlaps the list's reads below.
-  load(sQ, q + qt.qt0 * D, qt.q_len, q);
+  if constexpr (kGather) {
+    load(sQ, q, p.map, qt.qt0, qt.q_len);
+  } else {
+    load(sQ, q + qt.qt0 * D, qt.q_len, q);
+  }
   cp_async_commit();
   const int64_t* rp = row_ptr_of(s, qt.head);
   const int64_t first = rp[qt.i], n1 = (rp[qt.i + 1] - first) * (s.block_k / kTile);
@@ -73,8 +81,12 @@ __global__ void __launch_bounds__(kThreads, kWg ? 5 : (D == 64 ? 3 : 2)) forward
   auto prefetch = [&](const Step& st, int buf) -> uint64_t {
     const T* kk = st.seg ? k2 : k;
     const T* vv = st.seg ? v2 : v;
-    load(sK + buf * kTile * S, kk + st.kt0 * D, st.kv_len, kk);
-    load(sV + buf * kTile * S, vv + st.kt0 * D, st.kv_len, vv);
+    if constexpr (kGather) {
+      load(sK + buf * kTile * S, kk, sV + buf * kTile * S, vv, p.map, st.kt0, st.kv_len);
+    } else {
+      load(sK + buf * kTile * S, kk + st.kt0 * D, st.kv_len, kk);
+      load(sV + buf * kTile * S, vv + st.kt0 * D, st.kv_len, vv);
+    }
     cp_async_commit();
     return st.masked() && tid < kTile ? mask_word(st.seg ? p.s2 : s, st, tid) : uint64_t(0);
   };
@@ -246,6 +258,26 @@ const char* unsupported(const attn::BlockLayout& L, const Tensor& q, double scal
 void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
              const Tensor& lse) {
   forward_pair(s, nullptr, scale, q, k, v, k, v, o, lse);
+}
+
+std::atomic<int64_t> g_in_place_launches{0};
+int64_t in_place_launches() { return g_in_place_launches.load(); }
+void count_in_place_launch() { ++g_in_place_launches; }
+
+bool reads_in_place(const Segment& s, const Tensor& q) { return s.residue_stride > 0 && q.shape(3) == 64 && use_wgmma(64); }
+
+void forward_in_place(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                      const Tensor& lse) {
+  const char* op = "sparse_attention";
+  const Shape4 sh = shape_of(q);
+  Params p = in_place_params(s, scale, q, k, v, op);
+  p.o = o.data_ptr();
+  p.lse_out = static_cast<float*>(lse.data_ptr());
+  by_dtype(q.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    launch(forward_kernel<T, 64, true, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, 64, true>(), p, op);
+  });
+  count_in_place_launch();
 }
 
 void forward_pair(const Segment& s, const Segment* s2, double scale, const Tensor& q, const Tensor& k,

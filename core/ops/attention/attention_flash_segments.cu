@@ -192,11 +192,15 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
   for (int i = 0; i < dl.n_segments; ++i) {
     const Segment& s = dl.host_segments[size_t(i)];
     const Order ord = order_of(s);
-    const Tensor qs = gather_rows(q, ord.q_pos, ord.q_rows, op);
-    const Tensor ks = gather_rows(k, ord.k_pos, ord.k_rows, op), vs = gather_rows(v, ord.k_pos, ord.k_rows, op);
-    outs.push_back(Tensor::empty(qs.shape(), q.dtype(), q.device()));
+    outs.push_back(Tensor::empty({q.shape(0), q.shape(1), ord.q_rows, q.shape(3)}, q.dtype(), q.device()));
     lses.push_back(Tensor::empty({q.shape(0), q.shape(1), ord.q_rows}, DType::f32, q.device()));
-    forward(s, scale, qs, ks, vs, outs.back(), lses.back());
+    if (reads_in_place(s, q)) {
+      forward_in_place(s, scale, q, k, v, outs.back(), lses.back());
+    } else {
+      const Tensor qs = gather_rows(q, ord.q_pos, ord.q_rows, op);
+      const Tensor ks = gather_rows(k, ord.k_pos, ord.k_rows, op), vs = gather_rows(v, ord.k_pos, ord.k_rows, op);
+      forward(s, scale, qs, ks, vs, outs.back(), lses.back());
+    }
     a.o[i] = outs.back().data_ptr();
     a.lse[i] = static_cast<const float*>(lses.back().data_ptr());
     a.q_index[i] = s.q_index;
@@ -253,6 +257,10 @@ void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, cons
     if (in_order(s)) continue;
     if (i == 0 && first_writes) {
       backward(s, scale, q, k, v, lse, delta, dout, dq, dk, dv);
+      continue;
+    }
+    if (fused && reads_in_place(s, q)) {  // no gathered copies, no scatter-adds
+      backward_in_place(s, scale, q, k, v, lse, delta, dout, dq, dk, dv, lse2);
       continue;
     }
     const Order ord = order_of(s);

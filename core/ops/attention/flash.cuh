@@ -39,6 +39,13 @@ const char* unsupported(const attn::BlockLayout& L, const Tensor& q, double scal
 void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
              const Tensor& lse);
 
+// Whether the kernels read s's rows of tensors in token order through its permutation (a
+// residue-class segment, at head dim 64 on wgmma) instead of taking gathered copies.
+bool reads_in_place(const Segment& s, const Tensor& q);
+// forward of such a segment: q, k, v in token order; o, lse in the segment's order.
+void forward_in_place(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                      const Tensor& lse);
+
 // delta (B, H, N) f32 = rowsum(dO * O), for o and dout (B, H, N, D) that the kernels take.
 void row_delta(const Tensor& o, const Tensor& dout, const Tensor& delta);
 
@@ -61,8 +68,17 @@ Tensor lse_log2(const Tensor& lse);
 Tensor dq_sums(const Tensor& q);
 void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq);
 
+// The fused backward of a segment reads_in_place takes: q, k, v, lse, delta, dout in token order;
+// adds its dq, dk, dv into theirs (token order). lse2: lse_log2(lse), or undefined.
+void backward_in_place(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& lse, const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                       const Tensor& dv, const Tensor& lse2 = Tensor());
+
 // How many fused backward launches have split a long CSC list over several CTAs (for tests).
 int64_t split_backward_launches();
+// How many launches of forward_in_place and backward_in_place there have been (for tests).
+int64_t in_place_launches();
+void count_in_place_launch();
 
 // Every segment of a layout, on q, k, v, o, dout (B, H, N, D) and lse, delta (B, H, N) in token
 // order (attention_flash_segments.cu).

@@ -176,6 +176,22 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c)[NT][
   a[3] = pack<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
+// The token of row p of a residue-class permuted segment (Segment::residue_stride l over n tokens:
+// classes r < n % l hold n / l + 1 tokens, the others n / l), in 32-bit arithmetic: the kernels read
+// such a segment's rows of q, k, v, dO (and write its dk, dv, dq) through it instead of gathered
+// copies (strided attention at 16K on the H200: the copies and their scatter-adds were a third of
+// its time).
+struct RowMap {
+  int l, c, rem;  // l = 0: the identity
+  __device__ __forceinline__ int64_t operator()(int64_t p) const {
+    if (l == 0) return p;
+    const int x = int(p), big = rem * (c + 1);
+    const int r = x < big ? x / (c + 1) : rem + (x - big) / c;
+    const int m = x < big ? x - r * (c + 1) : x - big - (r - rem) * c;
+    return int64_t(m) * l + r;
+  }
+};
+
 // Output tiles leave through shared memory: the accumulator layout gives each thread 4-byte pieces
 // of two rows, so stored straight to global memory every warp store touches 8 rows; staged, the
 // stores are whole 16-byte chunks of contiguous rows (local attention at 16K: its dK, dV stores
@@ -203,6 +219,26 @@ __device__ __forceinline__ void copy_rows(T* dst, const T* stage, int n_rows, in
     const int r = x / C, c = x % C;
     if (r < n_rows)
       *reinterpret_cast<uint4*>(dst + r * D + c * 8) = *reinterpret_cast<const uint4*>(stage + r * (D + 8) + c * 8);
+  }
+}
+
+// dst[map(t0 + r)] += rows r < n_rows of a staging tile, summed in f32, 16 bytes a thread: a
+// permuted segment's dk, dv added into the rows another segment wrote (each row one writer).
+template <typename T, int D>
+__device__ __forceinline__ void add_rows(T* dst, const T* stage, const RowMap& map, int64_t t0, int n_rows, int tid) {
+  constexpr int C = D / 8;
+#pragma unroll
+  for (int x = tid; x < kTile * C; x += kThreads) {
+    const int r = x / C, c = x % C;
+    if (r >= n_rows) continue;
+    uint4* at = reinterpret_cast<uint4*>(dst + map(t0 + r) * D + c * 8);
+    const uint4 a = *reinterpret_cast<const uint4*>(stage + r * (D + 8) + c * 8);
+    uint4 b = *at;
+    const T* av = reinterpret_cast<const T*>(&a);
+    T* bv = reinterpret_cast<T*>(&b);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) bv[i] = convert<T>(convert<float>(bv[i]) + convert<float>(av[i]));
+    *at = b;
   }
 }
 
@@ -276,6 +312,34 @@ struct TileLoader {
       }
     }
   }
+  // Rows map(t0 + r) of `rows` (r < 64; zeros from n_valid on): a permuted segment's tile, read in
+  // place. With rows2 and tile2, the same rows of a second matrix (K and V, Q and dO), each row
+  // mapped once.
+  template <typename T>
+  __device__ __forceinline__ void operator()(T* tile, const T* rows, const RowMap& map, int64_t t0, int n_valid) const {
+    mapped<false>(tile, rows, tile, rows, map, t0, n_valid);
+  }
+  template <typename T>
+  __device__ __forceinline__ void operator()(T* tile, const T* rows, T* tile2, const T* rows2, const RowMap& map,
+                                             int64_t t0, int n_valid) const {
+    mapped<true>(tile, rows, tile2, rows2, map, t0, n_valid);
+  }
+  template <bool kTwo, typename T>
+  __device__ __forceinline__ void mapped(T* tile, const T* rows, T* tile2, const T* rows2, const RowMap& map, int64_t t0,
+                                         int n_valid) const {
+    const uint32_t d = smem_u32(tile) + dst, d2 = smem_u32(tile2) + dst;
+    const uint32_t chunk = src - uint32_t(row * D * 2);  // the thread's 16 bytes of a row
+    const char* g = reinterpret_cast<const char*>(rows) + chunk;
+    const char* g2 = reinterpret_cast<const char*>(rows2) + chunk;
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int r = row + i * kRowsPerPass;
+      const bool ok = r < n_valid;
+      const int64_t at = ok ? map(t0 + r) * (D * 2) : 0;
+      cp_async16(d + i * kDstStep, g + at, ok);
+      if constexpr (kTwo) cp_async16(d2 + i * kDstStep, g2 + at, ok);
+    }
+  }
 };
 
 // The first 1024-byte aligned address at or after p (wgmma's swizzled tiles need it).
@@ -346,6 +410,9 @@ struct Params {
   // CTAs add their unscaled dK and dV into dk_acc, dv_acc (f32, (B, H, Nk, D), zeroed before).
   int64_t kv_chunks, chunk_steps;
   float *dk_acc, *dv_acc;
+  // The segment's rows of q, k, v, dout, lse, delta, dq, dk, dv through this map (the kernels'
+  // kGather instances: a residue-class segment on tensors in token order).
+  RowMap map;
   int64_t H, N, Nk;  // N: query rows (q, o, dq, lse, delta); Nk: key rows (k, v, dk, dv)
   float scale, scale_log2;  // scale_log2 = scale * log2(e)
 };
@@ -400,6 +467,13 @@ struct Shape4 {
 };
 inline Shape4 shape_of(const Tensor& q) { return {q.shape(0), q.shape(1), q.shape(2), q.shape(3)}; }
 
+// The map of a segment whose residue_stride is set, over its n tokens.
+inline RowMap row_map(const Segment& s) {
+  RowMap m{};
+  if (s.residue_stride > 0) m = {int(s.residue_stride), int(s.seq_len / s.residue_stride), int(s.seq_len % s.residue_stride)};
+  return m;
+}
+
 inline Params params_of(const Segment& s, double scale, const Tensor& q, const Tensor& k) {
   Params p;
   std::memset(&p, 0, sizeof(p));
@@ -442,6 +516,20 @@ inline bool use_wgmma(int64_t D) {
   SPARTA_CUDA_CHECK("sparse_attention", cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   SPARTA_CUDA_CHECK("sparse_attention", cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
   return major == 9 && minor == 0;
+}
+
+// The parameters of a residue-class segment read in place (reads_in_place): q, k, v in token
+// order, their rows through the segment's map.
+inline Params in_place_params(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const char* op) {
+  SPARTA_CHECK(s.residue_stride > 0 && q.shape(3) == 64 && q.shape(2) == s.seq_len && use_wgmma(64), op,
+               "not a residue-class segment the kernels read in place");
+  Params p = params_of(s, scale, q, k);
+  p.map = row_map(s);
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  return p;
 }
 
 template <typename Kernel>
