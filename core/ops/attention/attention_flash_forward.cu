@@ -19,8 +19,9 @@ constexpr size_t forward_smem() {
 // q, k, v, o: (B, H, N, D); lse: (B, H, N). Grid: B * H * ceil(N / 64) CTAs of 128 threads.
 // kWg: the products on wgmma (sm_90a, D = 64), Q read from shared memory at every step. kGather:
 // a residue-class segment on q, k, v in token order, its rows read through p.map (o, lse are
-// written in the segment's order).
-template <typename T, int D, bool kWg, bool kGather = false>
+// written in token order through it). kMerge: o and lse hold another segment's result for every row
+// (a residue-class segment's, written first), which the epilogue merges this one's into.
+template <typename T, int D, bool kWg, bool kGather = false, bool kMerge = false>
 // (The row map's arithmetic needs registers: kGather runs 4 CTAs per SM, where 5 spilled 136 bytes.)
 __global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ? 3 : 2)) forward_kernel(const Params p) {
   constexpr int S = kStride<D, kWg>, KS = D / 16;
@@ -67,7 +68,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ?
   };
 
   if (n_steps == 0) {  // a query block that sees no key: o = 0, lse = -inf (as on the CPU)
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < 2 && !kMerge; ++h) {  // (kMerge: o and lse hold the prior result already)
       const int r = r0 + 8 * h;
       if (r >= qt.q_len) continue;
 #pragma unroll
@@ -220,16 +221,33 @@ __global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ?
 
   // O through shared memory (the K tiles are free: the loop ended on a barrier after every read).
   float inv[2];
+  float* sPrior = reinterpret_cast<float*>(sMask);  // merging: each row's weight of the prior o (sMask is free)
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const float lt = quad_sum(l[h]);
     const int r = r0 + 8 * h;
     inv[h] = lt > 0 ? 1.f / lt : 0.f;
-    if (r < qt.q_len && (lane & 3) == 0) lse[qt.qt0 + r] = lt > 0 ? m[h] * p.scale + logf(lt) : -INFINITY;
+    float row_lse = lt > 0 ? m[h] * p.scale + logf(lt) : -INFINITY;
+    if constexpr (kMerge) {  // the union's softmax: the two results weighted by their shares of exp(lse)
+      const float prior = __shfl_sync(0xffffffffu, r < qt.q_len && (lane & 3) == 0 ? lse[qt.qt0 + r] : -INFINITY, lane & ~3);
+      const float mx = fmaxf(row_lse, prior);
+      const float w0 = mx == -INFINITY ? 0.f : __expf(row_lse - mx), w1 = mx == -INFINITY ? 0.f : __expf(prior - mx);
+      const float total = w0 + w1;
+      inv[h] *= total > 0 ? w0 / total : 0.f;
+      if ((lane & 3) == 0) sPrior[r] = total > 0 ? w1 / total : 0.f;
+      row_lse = total > 0 ? mx + logf(total) : -INFINITY;
+    }
+    if (r < qt.q_len && (lane & 3) == 0) lse[(kGather ? p.map(qt.qt0 + r) : qt.qt0 + r)] = row_lse;
   }
   stage_rows<T, D>(sK, acc, inv[0], inv[1], w, lane);
   __syncthreads();
-  copy_rows<T, D>(o + qt.qt0 * D, sK, qt.q_len, tid);
+  if constexpr (kGather) {
+    copy_rows<T, D>(o, sK, p.map, qt.qt0, qt.q_len, tid);  // into token order
+  } else if constexpr (kMerge) {
+    merge_rows<T, D>(o + qt.qt0 * D, sK, sPrior, qt.q_len, tid);
+  } else {
+    copy_rows<T, D>(o + qt.qt0 * D, sK, qt.q_len, tid);
+  }
 }
 }  // namespace
 
@@ -278,6 +296,24 @@ void forward_in_place(const Segment& s, double scale, const Tensor& q, const Ten
     launch(forward_kernel<T, 64, true, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, 64, true>(), p, op);
   });
   count_in_place_launch();
+}
+
+void forward_merged(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                    const Tensor& lse) {
+  const char* op = "sparse_attention";
+  SPARTA_CHECK(q.shape(3) == 64 && use_wgmma(64) && !s.q_pos && !s.k_pos, op,
+               "merging into a prior result takes a segment in token order, at head dim 64 on wgmma");
+  const Shape4 sh = shape_of(q);
+  Params p = params_of(s, scale, q, k);
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.o = o.data_ptr();
+  p.lse_out = static_cast<float*>(lse.data_ptr());
+  by_dtype(q.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    launch(forward_kernel<T, 64, true, false, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, 64, true>(), p, op);
+  });
 }
 
 void forward_pair(const Segment& s, const Segment* s2, double scale, const Tensor& q, const Tensor& k,

@@ -4,7 +4,11 @@
 // residue classes, where "every l-th token back" becomes block-dense causal attention) runs on
 // copies of q, k, v gathered into its order; a segment of gathered keys (fixed attention's summary
 // cells) on copies of just those keys. So every segment is block-dense work for the kernels,
-// which never see a permutation except through the positions of causal diagonal tiles.
+// which never see a permutation except through the positions of causal diagonal tiles. At head
+// dim 64 on wgmma the residue classes are read in place instead (reads_in_place: the kernels map
+// each row through the permutation's closed form, and write or add their results in token order),
+// and strided attention's forward merges the token-order segment's result into theirs in its
+// epilogue (forward_merged), so it runs no copies, scatter-adds or merge pass.
 //
 // The segments cover disjoint sets of pairs, so the softmax over their union is the merge of the
 // per-segment results through their log-sum-exps (as in split-KV decoding):
@@ -184,6 +188,12 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
     const Tensor k2 = gather_rows(k, s2.k_pos, s2.n_keys, op), v2 = gather_rows(v, s2.k_pos, s2.n_keys, op);
     return forward_pair(dl.host_segments[0], &s2, scale, q, k, v, k2, v2, o, lse);
   }
+  if (dl.n_segments == 2 && is_plain(dl.host_segments[0], N) && reads_in_place(dl.host_segments[1], q)) {
+    // Strided attention: the residue classes' result, written in token order, then the token-order
+    // segment's merged into it in its epilogue (no merge pass).
+    forward_in_place(dl.host_segments[1], scale, q, k, v, o, lse);
+    return forward_merged(dl.host_segments[0], scale, q, k, v, o, lse);
+  }
   SPARTA_CHECK(dl.n_segments <= kMaxSegments, op, "a layout of ", dl.n_segments, " segments (at most ", kMaxSegments,
                ")");
   std::vector<Tensor> outs, lses;  // kept alive until the merge has been queued
@@ -194,7 +204,8 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
     const Order ord = order_of(s);
     outs.push_back(Tensor::empty({q.shape(0), q.shape(1), ord.q_rows, q.shape(3)}, q.dtype(), q.device()));
     lses.push_back(Tensor::empty({q.shape(0), q.shape(1), ord.q_rows}, DType::f32, q.device()));
-    if (reads_in_place(s, q)) {
+    const bool in_place = reads_in_place(s, q);  // its o and lse come in token order
+    if (in_place) {
       forward_in_place(s, scale, q, k, v, outs.back(), lses.back());
     } else {
       const Tensor qs = gather_rows(q, ord.q_pos, ord.q_rows, op);
@@ -203,7 +214,7 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
     }
     a.o[i] = outs.back().data_ptr();
     a.lse[i] = static_cast<const float*>(lses.back().data_ptr());
-    a.q_index[i] = s.q_index;
+    a.q_index[i] = in_place ? nullptr : s.q_index;
     a.rows[i] = ord.q_rows;
   }
   const int chunks = int(q.shape(3) / 8);

@@ -42,9 +42,13 @@ void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, c
 // Whether the kernels read s's rows of tensors in token order through its permutation (a
 // residue-class segment, at head dim 64 on wgmma) instead of taking gathered copies.
 bool reads_in_place(const Segment& s, const Tensor& q);
-// forward of such a segment: q, k, v in token order; o, lse in the segment's order.
+// forward of such a segment: q, k, v, o, lse in token order (every row of o and lse written).
 void forward_in_place(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                       const Tensor& lse);
+// forward of a segment in token order whose result is merged into the one o and lse hold (every row:
+// a residue-class segment's from forward_in_place), at head dim 64 on wgmma.
+void forward_merged(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                    const Tensor& lse);
 
 // delta (B, H, N) f32 = rowsum(dO * O), for o and dout (B, H, N, D) that the kernels take.
 void row_delta(const Tensor& o, const Tensor& dout, const Tensor& delta);

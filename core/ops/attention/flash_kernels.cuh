@@ -79,6 +79,8 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool v
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
 }
+// Starts moving the 128-byte line at p towards L2 (no register waits for it).
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Waits until at most N of this thread's most recent groups are still in flight.
 template <int N>
@@ -222,23 +224,78 @@ __device__ __forceinline__ void copy_rows(T* dst, const T* stage, int n_rows, in
   }
 }
 
-// dst[map(t0 + r)] += rows r < n_rows of a staging tile, summed in f32, 16 bytes a thread: a
-// permuted segment's dk, dv added into the rows another segment wrote (each row one writer).
+// A permuted segment's dk and dv added into the rows map(t0 + r) (r < n_rows) that another segment
+// wrote (one writer per row), summed in f32, 16 bytes of each a thread: load() reads the rows
+// before the tiles are staged, so their latency overlaps the staging; add() adds the staged tiles
+// and writes.
 template <typename T, int D>
-__device__ __forceinline__ void add_rows(T* dst, const T* stage, const RowMap& map, int64_t t0, int n_rows, int tid) {
+struct MappedRows {
+  static constexpr int C = D / 8, kPer = kTile * C / kThreads;
+  int64_t at[kPer];  // element offset of the thread's piece i, or -1 past n_rows
+  uint4 a[kPer], b[kPer];
+  __device__ __forceinline__ void load(const T* x, const T* y, const RowMap& map, int64_t t0, int n_rows, int tid) {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int idx = tid + i * kThreads, r = idx / C, c = idx % C;
+      at[i] = r < n_rows ? map(t0 + r) * D + c * 8 : -1;
+      if (at[i] >= 0) {
+        a[i] = *reinterpret_cast<const uint4*>(x + at[i]);
+        b[i] = *reinterpret_cast<const uint4*>(y + at[i]);
+      }
+    }
+  }
+  __device__ __forceinline__ void add(T* x, const T* sx, T* y, const T* sy, int tid) const {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      if (at[i] < 0) continue;
+      const int idx = tid + i * kThreads, off = idx / C * (D + 8) + idx % C * 8;
+      *reinterpret_cast<uint4*>(x + at[i]) = sum(a[i], *reinterpret_cast<const uint4*>(sx + off));
+      *reinterpret_cast<uint4*>(y + at[i]) = sum(b[i], *reinterpret_cast<const uint4*>(sy + off));
+    }
+  }
+  __device__ __forceinline__ static uint4 sum(uint4 u, const uint4& v) {
+    T* uv = reinterpret_cast<T*>(&u);
+    const T* vv = reinterpret_cast<const T*>(&v);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) uv[k] = convert<T>(convert<float>(uv[k]) + convert<float>(vv[k]));
+    return u;
+  }
+};
+
+// Rows 0 .. n_rows - 1 of a staging tile to the rows map(t0 + r) of dst: a permuted segment's
+// output, written in token order.
+template <typename T, int D>
+__device__ __forceinline__ void copy_rows(T* dst, const T* stage, const RowMap& map, int64_t t0, int n_rows, int tid) {
   constexpr int C = D / 8;
 #pragma unroll
   for (int x = tid; x < kTile * C; x += kThreads) {
     const int r = x / C, c = x % C;
-    if (r >= n_rows) continue;
-    uint4* at = reinterpret_cast<uint4*>(dst + map(t0 + r) * D + c * 8);
-    const uint4 a = *reinterpret_cast<const uint4*>(stage + r * (D + 8) + c * 8);
-    uint4 b = *at;
-    const T* av = reinterpret_cast<const T*>(&a);
-    T* bv = reinterpret_cast<T*>(&b);
+    if (r < n_rows)
+      *reinterpret_cast<uint4*>(dst + map(t0 + r) * D + c * 8) = *reinterpret_cast<const uint4*>(stage + r * (D + 8) + c * 8);
+  }
+}
+// dst row r = stage row r + prior[r] * dst row r (the staged rows already weighted): a segment's
+// output merged with the one another segment left in dst.
+template <typename T, int D>
+__device__ __forceinline__ void merge_rows(T* dst, const T* stage, const float* prior, int n_rows, int tid) {
+  constexpr int C = D / 8, kPer = kTile * C / kThreads;
+  uint4 old[kPer];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) bv[i] = convert<T>(convert<float>(bv[i]) + convert<float>(av[i]));
-    *at = b;
+  for (int i = 0; i < kPer; ++i) {  // every read first: one latency for all of them
+    const int x = tid + i * kThreads;
+    if (x / C < n_rows) old[i] = *reinterpret_cast<const uint4*>(dst + x / C * D + x % C * 8);
+  }
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int x = tid + i * kThreads, r = x / C, c = x % C;
+    if (r >= n_rows) continue;
+    const uint4 a = *reinterpret_cast<const uint4*>(stage + r * (D + 8) + c * 8);
+    const T* av = reinterpret_cast<const T*>(&a);
+    T* ov = reinterpret_cast<T*>(&old[i]);
+    const float w = prior[r];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) ov[k] = convert<T>(fmaf(w, convert<float>(ov[k]), convert<float>(av[k])));
+    *reinterpret_cast<uint4*>(dst + r * D + c * 8) = old[i];
   }
 }
 
