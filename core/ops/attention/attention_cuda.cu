@@ -440,8 +440,8 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
       C* delta_p = static_cast<C*>(delta.data_ptr());
       const C* thr_p = threshold.defined() ? static_cast<const C*>(threshold.data_ptr()) : nullptr;
       if (use_flash) {
-        flash::row_delta(o, dout, delta);
-        flash::backward_layout(*dl, scale, q, k, v, lse, delta, dout, dq, dk, dv);
+        const Tensor lse2 = flash::row_terms(o, dout, lse, delta);
+        flash::backward_layout(*dl, scale, q, k, v, lse, delta, dout, dq, dk, dv, lse2);
         return;
       }
       delta_kernel<T, C, DT><<<dm.grid(), kWarps * 32, 0, stream()>>>(dm.rows(), dm.D, op_, dop, delta_p);

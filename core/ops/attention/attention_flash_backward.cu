@@ -537,10 +537,15 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   }
 }
 
+// lse in log2 units, as the dk/dv kernel takes it: lse log2(e), +inf where lse = -inf (a row that
+// sees nothing: its P = 2^(s - inf) = 0), so its exponent is one FMA per element.
+__device__ __forceinline__ float lse_in_log2(float lse) { return lse == -INFINITY ? INFINITY : lse * kLog2e; }
+
 // delta[r] = rowsum(dO * O) of row r (the softmax backward's row term), D / 8 threads per row, each
-// 16 bytes of both.
+// 16 bytes of both; and lse2[r] = lse_in_log2(lse[r]) (one launch for the backward's row terms).
 template <typename T, int D>
-__global__ void delta_kernel(int64_t rows, const T* __restrict__ o, const T* __restrict__ dout, float* __restrict__ delta) {
+__global__ void delta_kernel(int64_t rows, const T* __restrict__ o, const T* __restrict__ dout, float* __restrict__ delta,
+                             const float* __restrict__ lse, float* __restrict__ lse2) {
   constexpr int kLanes = D / 8;
   const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, r = x / kLanes;
   float sum = 0.f;
@@ -553,14 +558,16 @@ __global__ void delta_kernel(int64_t rows, const T* __restrict__ o, const T* __r
   }
 #pragma unroll
   for (int off = kLanes / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-  if (r < rows && x % kLanes == 0) delta[r] = sum;
+  if (r < rows && x % kLanes == 0) {
+    delta[r] = sum;
+    lse2[r] = lse_in_log2(lse[r]);
+  }
 }
 
-// out = lse log2(e), +inf where lse = -inf (a row that sees nothing: its P = 2^(s - inf) = 0), so the
-// dk/dv kernel's exponent is one FMA per element with no per-query conversion.
+// out = lse_in_log2(lse), n rows.
 __global__ void lse_log2_kernel(int64_t n, const float* __restrict__ lse, float* __restrict__ out) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) out[i] = lse[i] == -INFINITY ? INFINITY : lse[i] * kLog2e;
+  if (i < n) out[i] = lse_in_log2(lse[i]);
 }
 
 // out = T(scale * acc), n elements (a multiple of 4: D is).
@@ -671,19 +678,22 @@ void round_sums(const float* sums, float scale, const Tensor& dq, const char* op
 }  // namespace
 
 int64_t split_backward_launches() { return g_split_launches.load(); }
-void row_delta(const Tensor& o, const Tensor& dout, const Tensor& delta) {
+Tensor row_terms(const Tensor& o, const Tensor& dout, const Tensor& lse, const Tensor& delta) {
   const char* op = "sparse_attention_backward";
   const Shape4 sh = shape_of(o);
   const int64_t rows = sh.B * sh.H * sh.N, threads = rows * (sh.D / 8);
-  if (rows == 0) return;
+  Tensor lse2 = Tensor::empty({rows}, DType::f32, o.device());
+  if (rows == 0) return lse2;
   dispatch(o.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
     delta_kernel<T, D><<<unsigned((threads + 255) / 256), 256, 0, stream()>>>(
         rows, static_cast<const T*>(o.data_ptr()), static_cast<const T*>(dout.data_ptr()),
-        static_cast<float*>(delta.data_ptr()));
+        static_cast<float*>(delta.data_ptr()), static_cast<const float*>(lse.data_ptr()),
+        static_cast<float*>(lse2.data_ptr()));
   });
   SPARTA_CUDA_LAUNCH_CHECK(op);
+  return lse2;
 }
 
 Tensor lse_log2(const Tensor& lse) {

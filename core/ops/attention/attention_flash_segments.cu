@@ -230,7 +230,7 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
 
 void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                      const Tensor& lse, const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk,
-                     const Tensor& dv) {
+                     const Tensor& dv, const Tensor& lse2) {
   const char* op = "sparse_attention_backward";
   const int64_t N = q.shape(2);
   // The first segment writes the gradients when it is in token order over every key; otherwise
@@ -244,11 +244,8 @@ void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, cons
   // rounded into dq once (no per-segment dq copy to add), before the other segments add theirs.
   const bool fused = !deterministic_algorithms();
   auto in_order = [&](const Segment& s) { return fused && !s.q_pos && s.seq_len == N; };
-  Tensor sums, lse2;
-  if (fused) {
-    sums = dq_sums(q);
-    lse2 = lse_log2(lse);
-  }
+  Tensor sums;
+  if (fused) sums = dq_sums(q);
   for (int i = 0; i < dl.n_segments; ++i) {
     const Segment& s = dl.host_segments[size_t(i)];
     if (!in_order(s)) continue;
@@ -267,7 +264,7 @@ void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, cons
     const Segment& s = dl.host_segments[size_t(i)];
     if (in_order(s)) continue;
     if (i == 0 && first_writes) {
-      backward(s, scale, q, k, v, lse, delta, dout, dq, dk, dv);
+      backward(s, scale, q, k, v, lse, delta, dout, dq, dk, dv, lse2);
       continue;
     }
     if (fused && reads_in_place(s, q)) {  // no gathered copies, no scatter-adds

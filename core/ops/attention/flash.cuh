@@ -50,9 +50,9 @@ void forward_in_place(const Segment& s, double scale, const Tensor& q, const Ten
 void forward_merged(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                     const Tensor& lse);
 
-// delta (B, H, N) f32 = rowsum(dO * O), for o and dout (B, H, N, D) that the kernels take.
-void row_delta(const Tensor& o, const Tensor& dout, const Tensor& delta);
-
+// The backward's row terms, in one launch: delta (B, H, N) f32 = rowsum(dO * O), for o and dout
+// (B, H, N, D) that the kernels take, and the returned lse_log2(lse).
+Tensor row_terms(const Tensor& o, const Tensor& dout, const Tensor& lse, const Tensor& delta);
 // forward of s and s2 together, as if one segment: s2 has s's query blocks and order (no q_pos),
 // its own keys k2, v2 (B, H, s2->n_keys, D). Null s2: forward(s, ...).
 void forward_pair(const Segment& s, const Segment* s2, double scale, const Tensor& q, const Tensor& k,
@@ -89,8 +89,9 @@ void count_in_place_launch();
 int max_segments();
 void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                     const Tensor& o, const Tensor& lse);
+// lse2: lse_log2(lse) (row_terms).
 void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                      const Tensor& lse, const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk,
-                     const Tensor& dv);
+                     const Tensor& dv, const Tensor& lse2);
 
 }  // namespace sparta::cuda::flash
