@@ -289,23 +289,45 @@ int64_t max_row_entries(const BlockLayout& L, int64_t t0, int64_t Tq) {
   return best;
 }
 
-// Enough blocks to fill the GPU (8 of 128 threads per SM), but at least two key blocks per split:
-// fewer and the merge costs more than the keys.
-int choose_splits(int64_t rows, int64_t entries) {
-  const int64_t want = (int64_t(sm_count()) * 8 + rows - 1) / rows;
+// Splits per row so that rows x splits blocks fill the SMs' resident slots once (per_sm: the
+// kernel's occupancy), but at least two key blocks per split: fewer and the merge costs more than
+// the keys. A whole wave, not more: at 4 resident blocks per SM, 9 splits of 128 rows (dense 64K,
+// batch 8) made 2.2 waves, whose last one left four fifths of the GPU idle.
+int choose_splits(int64_t rows, int64_t entries, int per_sm) {
+  const int64_t slots = int64_t(sm_count()) * std::max(per_sm, 1);
+  const int64_t want = std::max<int64_t>(1, slots / rows);
   const int64_t most = std::max<int64_t>(1, (entries + 1) / 2);
   return int(std::clamp<int64_t>(std::min(want, most), 1, 256));
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// Blocks of kKernel resident per SM of the current device, asked once per kernel, device and shared
+// memory size (the query costs microseconds of host time, and a decode step is a few tens of them).
+template <auto kKernel>
+int resident_blocks(size_t smem) {
+  constexpr int kDevices = 64;
+  static std::atomic<int64_t> cache[kDevices];  // smem << 8 | blocks, 0: not asked yet
+  int dev = 0;
+  SPARTA_CUDA_CHECK("sparse_attention_decode", cudaGetDevice(&dev));
+  std::atomic<int64_t>& c = cache[dev % kDevices];
+  const int64_t known = c.load(std::memory_order_relaxed);
+  if (known != 0 && size_t(known >> 8) == smem) return int(known & 255);
+  int per_sm = 0;
+  SPARTA_CUDA_CHECK("sparse_attention_decode",
+                    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kKernel, kThreads, smem));
+  c.store(int64_t(smem) << 8 | std::clamp(per_sm, 1, 255), std::memory_order_relaxed);
+  return std::clamp(per_sm, 1, 255);
+}
+
 std::atomic<int> g_last_splits{0};
 
-// Picks the load width (16 bytes where rows and bases allow, else elements), the threads per key
-// and the chunks per thread, then launches the split kernel and, for several splits, the merge.
+// Picks the load width (16 bytes where rows and bases allow, else elements), the threads per key,
+// the chunks per thread and the splits, then launches the split kernel and, for several splits, the
+// merge.
 template <typename T>
-void launch(DecodeArgs a, int64_t rows, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
-            const Tensor& out) {
+void launch(DecodeArgs a, int64_t rows, int64_t entries, double scale, const Tensor& q, const Tensor& k,
+            const Tensor& v, const Tensor& out) {
   using C = acc_t<T>;
   constexpr int VV = 16 / int(sizeof(T));
   const int64_t D = a.D;
@@ -318,25 +340,27 @@ void launch(DecodeArgs a, int64_t rows, double scale, const Tensor& q, const Ten
   const int nc = (a.chunks + a.group - 1) / a.group;
   const int n_groups = kThreads / a.group;
   const size_t smem = sizeof(C) * size_t(2 * n_groups + n_groups * D);
-  const int S = a.n_splits;
   Tensor ws_ml, ws_acc;  // freed in stream order after the kernels
   C *wm = nullptr, *wl = nullptr, *wacc = nullptr;
-  if (S > 1) {
-    const DType acc_dtype = std::is_same_v<C, double> ? DType::f64 : DType::f32;
-    ws_ml = Tensor::empty({2, rows * S}, acc_dtype, q.device());
-    ws_acc = Tensor::empty({rows * S * D}, acc_dtype, q.device());
-    wm = static_cast<C*>(ws_ml.data_ptr());
-    wl = wm + rows * S;
-    wacc = static_cast<C*>(ws_acc.data_ptr());
-  }
   const T* qp = static_cast<const T*>(q.data_ptr());
   const T* kp = static_cast<const T*>(k.data_ptr());
   const T* vp = static_cast<const T*>(v.data_ptr());
   T* op = static_cast<T*>(out.data_ptr());
-  const dim3 grid{unsigned(S), unsigned(rows)};
   auto go = [&](auto v_c, auto nc_c) {
     constexpr int VC = decltype(v_c)::value, NCC = decltype(nc_c)::value;
-    decode_kernel<T, C, VC, NCC><<<grid, kThreads, smem, stream()>>>(a, qp, kp, vp, op, wm, wl, wacc, C(scale));
+    auto* kernel = decode_kernel<T, C, VC, NCC>;
+    a.n_splits = choose_splits(rows, entries, resident_blocks<decode_kernel<T, C, VC, NCC>>(smem));
+    g_last_splits = a.n_splits;
+    const int S = a.n_splits;
+    if (S > 1) {
+      const DType acc_dtype = std::is_same_v<C, double> ? DType::f64 : DType::f32;
+      ws_ml = Tensor::empty({2, rows * S}, acc_dtype, q.device());
+      ws_acc = Tensor::empty({rows * S * D}, acc_dtype, q.device());
+      wm = static_cast<C*>(ws_ml.data_ptr());
+      wl = wm + rows * S;
+      wacc = static_cast<C*>(ws_acc.data_ptr());
+    }
+    kernel<<<dim3{unsigned(S), unsigned(rows)}, kThreads, smem, stream()>>>(a, qp, kp, vp, op, wm, wl, wacc, C(scale));
   };
   // D <= 256: at most 256 / (32 V) chunks per thread, so only those variants are compiled.
   auto by_nc = [&](auto v_c) {
@@ -353,7 +377,7 @@ void launch(DecodeArgs a, int64_t rows, double scale, const Tensor& q, const Ten
     by_nc(std::integral_constant<int, 1>());
   }
   SPARTA_CUDA_LAUNCH_CHECK("sparse_attention_decode");
-  if (S > 1) {
+  if (const int S = a.n_splits; S > 1) {
     combine_kernel<T, C><<<unsigned(rows), kThreads, 0, stream()>>>(S, D, wm, wl, wacc, op);
     SPARTA_CUDA_LAUNCH_CHECK("sparse_attention_decode");
   }
@@ -384,9 +408,8 @@ void sparse_attention_decode(const std::shared_ptr<const attn::BlockLayout>& L, 
   a.vs0 = v.strides()[0];
   a.vs1 = v.strides()[1];
   a.vs2 = v.strides()[2];
-  a.n_splits = choose_splits(rows, max_row_entries(*L, t0, Tq));
-  g_last_splits = a.n_splits;
-  SPARTA_CUDA_DISPATCH_FLOAT(q.dtype(), op, [&] { launch<scalar_t>(a, rows, scale, q, k, v, out); });
+  const int64_t entries = max_row_entries(*L, t0, Tq);
+  SPARTA_CUDA_DISPATCH_FLOAT(q.dtype(), op, [&] { launch<scalar_t>(a, rows, entries, scale, q, k, v, out); });
 }
 
 }  // namespace sparta::cuda
