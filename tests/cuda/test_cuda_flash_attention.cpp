@@ -235,6 +235,14 @@ BOOST_AUTO_TEST_CASE(flash_strided_reads_its_rows_in_place, SPARTA_NEEDS_GPU) {
       check_case(c, 1, 2, n, 64, 64, DType::bf16);
       BOOST_CHECK_EQUAL(cuda::attention_kernel_counts().flash_in_place - before_det, hopper ? 1 : 0);
     }
+  // The class segment's far band starts 2 l back, so a class's first two tokens see nothing in it.
+  // l = 128 over 200 tokens: classes of two and one (the map divides by 2 and 1), and no query
+  // sees a key of the segment. l = 200 over 410 tokens: 10 classes of three, then 190 of two, so
+  // the class order's first tile sees keys and the six after it see none: their rows of o and lse
+  // must still go to their own tokens.
+  check_case({"strided 128, no far keys", strided(128)}, 2, 3, 200, 64, 64, DType::bf16);
+  check_case({"strided 200, tiles without keys", strided(200)}, 2, 3, 410, 64, 64, DType::bf16);
+  check_case({"strided 100, ragged", strided(100)}, 1, 2, 4099, 64, 64, DType::f16);
 }
 
 BOOST_AUTO_TEST_CASE(flash_blocks_that_see_nothing, SPARTA_NEEDS_GPU) {

@@ -71,9 +71,10 @@ __global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ?
     for (int h = 0; h < 2 && !kMerge; ++h) {  // (kMerge: o and lse hold the prior result already)
       const int r = r0 + 8 * h;
       if (r >= qt.q_len) continue;
+      const int64_t row = kGather ? p.map(qt.qt0 + r) : qt.qt0 + r;  // (kGather: its token)
 #pragma unroll
-      for (int nt = 0; nt < D / 8; ++nt) *reinterpret_cast<uint32_t*>(o + (qt.qt0 + r) * D + nt * 8 + c0) = 0;
-      if ((lane & 3) == 0) lse[qt.qt0 + r] = -INFINITY;
+      for (int nt = 0; nt < D / 8; ++nt) *reinterpret_cast<uint32_t*>(o + row * D + nt * 8 + c0) = 0;
+      if ((lane & 3) == 0) lse[row] = -INFINITY;
     }
     cp_async_wait<0>();  // Q's copy lands before the CTA's shared memory goes
     return;

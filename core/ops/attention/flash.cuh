@@ -6,7 +6,8 @@
 //   q, k, v bf16 or f16, head dim 64 or 128, contiguous with 16-byte aligned data;
 //   in every segment, block_q == block_k == 64 or 128 (a 128 block runs as 2 x 2 tiles of 64);
 //   up to max_segments() segments, each in token order, permuted, or over gathered keys
-//   (attention_flash_segments.cu runs them on gathered copies and merges them);
+//   (attention_flash_segments.cu runs them on gathered copies, or a residue-class segment in
+//   place at head dim 64 on wgmma, and merges them);
 //   no top-k.
 // At head dim 64 on a compute capability 9.0 GPU they run on wgmma (SPARTA_FLASH_WGMMA=0 keeps
 // mma.sync, for A/B comparisons).
