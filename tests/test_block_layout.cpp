@@ -2,9 +2,11 @@
 // pattern's definition evaluated directly (a brute-force N x N reference written independently of
 // the layout's arithmetic), for every term kind, unions of terms, ragged blocks and causality.
 #include <algorithm>
+#include <random>
 #include <set>
 
 #include "core/attention/block_layout.h"
+#include "core/attention/residue_order.h"
 #include "tests/support.h"
 
 using namespace sparta;
@@ -160,4 +162,39 @@ BOOST_AUTO_TEST_CASE(bad_layouts_are_named_errors) {
   s.mask.period = 4;
   s.mask.width = 5;
   check_error([&] { BlockLayout::build(16, 8, 8, true, {HeadSpec{{s}}}, "fixed"); }, {"[fixed]", "width 5"});
+}
+
+// The residue-class order's closed form (what the CUDA kernels read such a segment through instead
+// of its q_pos array): its division by multiply-high against exact division, the order against
+// the positions build_residue_classes lists, and the check that recognises such a segment.
+BOOST_AUTO_TEST_CASE(residue_order_closed_form) {
+  std::vector<uint32_t> divisors = {1, 2, 3, 7, 64, 100, 127, 128, 129, 4095, 65537, (1u << 30) + 3, (1u << 31) - 1};
+  std::mt19937_64 rng(run_seed());  // fresh values each run (SPARTA_TEST_SEED repeats one)
+  for (int i = 0; i < 200; ++i) divisors.push_back(1 + uint32_t(rng() % ((1u << 31) - 1)));
+  for (uint32_t d : divisors) {
+    const FastDiv div = FastDiv::of(d);
+    std::vector<int64_t> xs = {0, 1, int64_t(d) - 1, int64_t(d), int64_t(d) + 1, (int64_t(1) << 31) - 1};
+    for (int i = 0; i < 200; ++i) xs.push_back(int64_t(rng() % (uint64_t(1) << 31)));
+    for (int64_t x : xs) {
+      if (x < 0 || x >= (int64_t(1) << 31)) continue;
+      BOOST_REQUIRE_MESSAGE(div(int(x)) == x / d, x << " / " << d << ": " << div(int(x)));
+    }
+  }
+  // Classes of equal and unequal length, of one token, and a stride of one less than n.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1000, 33}, {4099, 64}, {410, 200}, {200, 128}, {257, 256},
+                                                           {4096, 64}, {97, 1}};
+  for (auto [n, l] : shapes) {
+    auto L = BlockLayout::build_residue_classes(n, 32, 32, l, true, HeadSpec{{band(2 * l, n, l)}}, "strided");
+    const ResidueOrder order = ResidueOrder::of(n, l);
+    for (int64_t p = 0; p < n; ++p)
+      BOOST_REQUIRE_MESSAGE(order(p) == L->qpos(p), "n=" << n << " l=" << l << " p=" << p);
+    BOOST_CHECK_EQUAL(residue_stride(*L), l == 1 ? 1 : l);
+  }
+  // Not a residue-class order: no permutation, or a permutation of another kind.
+  auto plain = BlockLayout::build(64, 32, 32, true, {HeadSpec{{band(0, 8)}}}, "local");
+  BOOST_CHECK_EQUAL(residue_stride(*plain), 0);
+  BlockLayout swapped = *BlockLayout::build_residue_classes(64, 32, 32, 4, true, HeadSpec{{band(8, 64, 4)}}, "strided");
+  std::swap(swapped.q_pos[5], swapped.q_pos[6]);
+  swapped.k_pos = swapped.q_pos;
+  BOOST_CHECK_EQUAL(residue_stride(swapped), 0);
 }

@@ -22,6 +22,7 @@
 #include "core/cuda/check.h"
 #include "core/cuda/types.cuh"
 #include "core/ops.h"
+#include "core/attention/residue_order.h"
 #include "core/ops/attention/attention.h"
 #include "core/ops/attention/device_layout.cuh"
 #include "core/ops/attention/flash.cuh"
@@ -38,23 +39,6 @@ using namespace warp_row;
 constexpr int kWarps = 4;  // rows per thread block
 
 }  // namespace
-
-int64_t residue_stride_of(const BlockLayout& s) {
-  const int64_t n = s.seq_len;
-  if (s.q_pos.empty() || s.k_pos != s.q_pos || int64_t(s.q_pos.size()) != n || s.n_keys != n || n < 2 ||
-      n >= (int64_t(1) << 31))
-    return 0;
-  const int64_t l = s.q_pos[1];  // class 0's second position (1 when every class has one)
-  if (l < 1) return 0;
-  const int64_t c = n / l, rem = n % l;
-  for (int64_t p = 0; p < n; ++p) {  // RowMap's closed form, checked once per upload
-    const int64_t big = rem * (c + 1);
-    const int64_t r = p < big ? p / (c + 1) : rem + (p - big) / c;
-    const int64_t m = p < big ? p - r * (c + 1) : p - big - (r - rem) * c;
-    if (s.q_pos[size_t(p)] != m * l + r) return 0;
-  }
-  return l;
-}
 
 namespace {
 
@@ -115,7 +99,7 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
     d.k_pos = static_cast<const int64_t*>(at(o.k_pos));
     d.q_index = static_cast<const int64_t*>(at(o.q_index));
     d.k_index = static_cast<const int64_t*>(at(o.k_index));
-    d.residue_stride = residue_stride_of(s);
+    d.residue_stride = attn::residue_stride(s);
     std::memcpy(host.data() + table + i * sizeof(Segment), &d, sizeof(Segment));
     out->host_segments.push_back(d);
   }

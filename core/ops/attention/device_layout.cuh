@@ -28,14 +28,11 @@ struct Segment {
   const int64_t* mask_offset;
   const uint64_t* mask_bits;
   const int64_t *q_pos, *k_pos, *q_index, *k_index;
-  // > 0: q_pos and k_pos are both the residue-class order of this stride over all seq_len tokens
-  // (class 0's positions 0, l, 2l, .., then class 1's ..), which the tensor-core kernels compute
-  // instead of reading (RowMap); 0: no permutation, or another one.
+  // attn::residue_stride: > 0 when q_pos and k_pos are both the residue-class order of this stride,
+  // which the tensor-core kernels compute instead of reading (attn::ResidueOrder).
   int64_t residue_stride;
 };
 
-// Segment::residue_stride of a layout segment.
-int64_t residue_stride_of(const attn::BlockLayout& s);
 
 struct DeviceLayout {
   Tensor blob;

@@ -49,6 +49,7 @@
 
 #include "core/cuda/check.h"
 #include "core/cuda/types.cuh"
+#include "core/attention/residue_order.h"
 #include "core/ops/attention/flash.cuh"
 #include "core/ops/attention/wgmma.cuh"
 
@@ -178,36 +179,10 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c)[NT][
   a[3] = pack<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
-// The token of row p of a residue-class permuted segment (Segment::residue_stride l over n tokens:
-// classes r < n % l hold n / l + 1 tokens, the others n / l), in 32-bit arithmetic: the kernels read
-// such a segment's rows of q, k, v, dO (and write its dk, dv, dq) through it instead of gathered
-// copies (strided attention at 16K on the H200: the copies and their scatter-adds were a third of
-// its time).
-// x / d for 0 <= x < 2^31 as a multiply-high, an add and a shift (Granlund and Montgomery's
-// round-up method; x < 2^31 keeps the add inside 32 bits): the map runs several times a step, and
-// a hardware-less integer division was a fifth of the permuted kernels' instructions.
-struct FastDiv {
-  uint32_t m, shift;
-  static FastDiv of(uint32_t d) {
-    uint32_t l = 0;
-    while ((uint64_t(1) << l) < d) ++l;
-    return {uint32_t((uint64_t(1) << 32) * ((uint64_t(1) << l) - d) / d + 1), l};
-  }
-  __device__ __forceinline__ int operator()(int x) const {
-    return int((__umulhi(uint32_t(x), m) + uint32_t(x)) >> shift);
-  }
-};
-struct RowMap {
-  int l, c, rem;  // l = 0: the identity
-  FastDiv by_c, by_c1;  // / c and / (c + 1)
-  __device__ __forceinline__ int64_t operator()(int64_t p) const {
-    if (l == 0) return p;
-    const int x = int(p), big = rem * (c + 1);
-    const int r = x < big ? by_c1(x) : rem + by_c(x - big);
-    const int m = x < big ? x - r * (c + 1) : x - big - (r - rem) * c;
-    return int64_t(m) * l + r;
-  }
-};
+// A residue-class segment's rows (strided attention's classes) read and written in place through
+// the order's closed form (strided attention at 16K on the H200: the gathered copies and their
+// scatter-adds had been a third of its time).
+using RowMap = attn::ResidueOrder;
 
 // Output tiles leave through shared memory: the accumulator layout gives each thread 4-byte pieces
 // of two rows, so stored straight to global memory every warp store touches 8 rows; staged, the
@@ -541,15 +516,7 @@ inline Shape4 shape_of(const Tensor& q) { return {q.shape(0), q.shape(1), q.shap
 
 // The map of a segment whose residue_stride is set, over its n tokens.
 inline RowMap row_map(const Segment& s) {
-  RowMap m{};
-  if (s.residue_stride > 0) {
-    m.l = int(s.residue_stride);
-    m.c = int(s.seq_len / s.residue_stride);
-    m.rem = int(s.seq_len % s.residue_stride);
-    m.by_c = FastDiv::of(uint32_t(m.c));
-    m.by_c1 = FastDiv::of(uint32_t(m.c + 1));
-  }
-  return m;
+  return s.residue_stride > 0 ? RowMap::of(s.seq_len, s.residue_stride) : RowMap{};
 }
 
 inline Params params_of(const Segment& s, double scale, const Tensor& q, const Tensor& k) {
