@@ -567,8 +567,7 @@ inline bool use_wgmma(int64_t D) {
 // order, their rows through the segment's map.
 inline Params in_place_params(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                               const char* op) {
-  SPARTA_CHECK(s.residue_stride > 0 && q.shape(3) == 64 && q.shape(2) == s.seq_len && use_wgmma(64), op,
-               "not a residue-class segment the kernels read in place");
+  SPARTA_CHECK(reads_in_place(s, q) && q.shape(2) == s.seq_len, op, "not a residue-class segment the kernels read in place");
   Params p = params_of(s, scale, q, k);
   p.map = row_map(s);
   p.q = q.data_ptr();
