@@ -2,10 +2,19 @@
 // CPU/CUDA parity helpers: the same computation on both backends from the same random inputs.
 #include <functional>
 
+#include "core/determinism.h"
+
 #include "tests/cuda/gpu.h"
 #include "tests/support.h"
 
 namespace sparta::test {
+
+// Sets deterministic_algorithms() for a scope.
+struct DeterministicScope {
+  bool before = deterministic_algorithms();
+  explicit DeterministicScope(bool on) { set_deterministic_algorithms(on); }
+  ~DeterministicScope() { set_deterministic_algorithms(before); }
+};
 
 inline Tensor gpu(const Tensor& t) { return to_device(t, Device::cuda()); }
 inline Tensor host(const Tensor& t) { return to_device(t, Device::cpu()); }

@@ -62,13 +62,6 @@ struct KernelOverride {
   ~KernelOverride() { unsetenv("SPARTA_ATTENTION_KERNEL"); }
 };
 
-// Sets deterministic_algorithms() for a scope.
-struct DeterministicScope {
-  bool before = deterministic_algorithms();
-  explicit DeterministicScope(bool on) { set_deterministic_algorithms(on); }
-  ~DeterministicScope() { set_deterministic_algorithms(before); }
-};
-
 // Sets SPARTA_FLASH_WGMMA for the guard's lifetime ("0": the mma.sync kernels on Hopper too).
 struct WgmmaOverride {
   explicit WgmmaOverride(const char* value) { setenv("SPARTA_FLASH_WGMMA", value, 1); }
@@ -347,13 +340,15 @@ BOOST_AUTO_TEST_CASE(flash_dispatch, SPARTA_NEEDS_GPU) {
   // Several segments: permuted (strided) and gathered keys (fixed, with a block of summary keys).
   BOOST_CHECK_EQUAL(kernel(strided(22)->layout(512, 64, 2), bf), "flash");
   BOOST_CHECK_EQUAL(kernel(fixed(64, 16)->layout(512, 64, 2), bf), "flash");
-  // Not covered: f32, other head dims, other blocks, summary keys fewer than a block, top-k.
+  // Not covered: f32, other head dims, other blocks, summary keys fewer than a block, top-k rows
+  // longer than its selection holds.
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(512, 64, 2), gpu(random({1, 2, 512, 64}))), "simple");
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(512, 64, 2), gpu(random({1, 2, 512, 96}, DType::bf16))), "simple");
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(512, 32, 2), bf), "simple");
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(512, 256, 2), bf), "simple");
   BOOST_CHECK_EQUAL(kernel(fixed(64, 8)->layout(512, 64, 2), bf), "simple");  // 56 summary keys
-  BOOST_CHECK_EQUAL(kernel(top_k(8, 64)->layout(512, 64, 2), bf), "simple");
+  BOOST_CHECK_EQUAL(kernel(top_k(8, 64)->layout(512, 64, 2), bf), "flash");
+  BOOST_CHECK_EQUAL(kernel(top_k(8, 1024)->layout(1100, 64, 2), gpu(random({1, 2, 1100, 64}, DType::bf16))), "simple");
   // A sequence shorter than a block clamps the block to the sequence: 40 is not a tile size.
   BOOST_CHECK_EQUAL(kernel(dense_causal()->layout(40, 64, 2), gpu(random({1, 2, 40, 64}, DType::bf16))), "simple");
   {

@@ -60,8 +60,10 @@ void sparse_attention_backward(const attn::BlockLayout& L, double scale, const T
 
 #ifdef SPARTA_CUDA
 namespace cuda {
-// The cpu:: contracts on CUDA tensors (f64, f32, bf16, f16). Top-k layouts run the simple kernels,
-// after a selection kernel (topk.cuh) has written the thresholds.
+// The cpu:: contracts on CUDA tensors (f64, f32, bf16, f16). Top-k layouts first run a selection
+// kernel (topk.cuh) that writes the thresholds: the tensor-core one where the flash kernels take the
+// call (its scores are the tensor cores', so a key that ties the k-th largest to a rounding may be
+// chosen differently from the CPU), else the simple one, whose scores are the CPU's to the bit.
 // The layout comes as its shared_ptr: its arrays are copied to the device once per layout object
 // and cached while that object lives (weak_ptr keys).
 using LayoutPtr = std::shared_ptr<const attn::BlockLayout>;

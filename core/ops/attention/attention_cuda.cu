@@ -115,7 +115,8 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
 
 // q, k, v, o: (B, H, N, D) contiguous; lse: (B, H, N). One warp per (b, h, query position).
 // threshold: (B, H, N), top-k layouts only (else null): the first segment keeps only the scores
-// >= the row's threshold (attention_topk_cuda.cu found it), as the CPU does.
+// >= the row's threshold (attention_topk_cuda.cu found it), as the CPU does. (Top-k layouts the
+// tensor-core kernels take go to attention_topk_flash.cu instead.)
 template <typename T, typename C, int DT>
 __global__ void __launch_bounds__(kWarps * 32)
     forward_kernel(const Segment* segs, int n_segs, int64_t rows_total, int64_t H, int64_t N, int64_t D, C scale,
@@ -379,7 +380,11 @@ void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q,
   if (dm.rows() == 0) return;
   const auto dl = device_layout(L, q.device());
   if (!flash::unsupported(*L, q, scale, {&k, &v, &o})) {
-    flash::forward_layout(*dl, scale, q, k, v, o, lse);
+    if (threshold.defined()) {
+      topk::flash_forward(L, scale, q, k, v, o, lse, threshold);
+    } else {
+      flash::forward_layout(*dl, scale, q, k, v, o, lse);
+    }
     ++g_counts.flash_forward;
     return;
   }
@@ -412,6 +417,9 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
   Tensor delta = Tensor::empty({dm.rows()}, lse.dtype(), q.device());
   const bool use_flash = !flash::unsupported(*L, q, scale, {&k, &v, &o, &dout});
   ++(use_flash ? g_counts.flash_backward : g_counts.simple_backward);
+  if (use_flash && threshold.defined()) {
+    return topk::flash_backward(L, scale, q, k, v, o, lse, threshold, dout, delta, dq, dk, dv);
+  }
   dispatch_slices(dm.D, op, [&](auto slices) {
     constexpr int DT = decltype(slices)::value;
     SPARTA_CUDA_DISPATCH_FLOAT(q.dtype(), op, [&] {

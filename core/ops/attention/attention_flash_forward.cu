@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/ops/attention/flash_kernels.cuh"
+#include "core/ops/attention/topk.cuh"
 
 namespace sparta::cuda::flash {
 namespace {
@@ -263,7 +264,9 @@ const char* unsupported(const attn::BlockLayout& L, const Tensor& q, double scal
   int n_segments = 0;
   for (const attn::BlockLayout* s = &L; s; s = s->next.get()) {
     if (s->block_q != s->block_k || (s->block_q != 64 && s->block_q != 128)) return "blocks are not 64 x 64 or 128 x 128";
-    if (s->top_k != 0) return "top-k";
+    if (s->top_k != 0) {
+      if (const char* why = topk::flash_unsupported(*s, q.shape(3))) return why;
+    }
     if (++n_segments > max_segments()) return "too many segments";
   }
   auto ok = [](const Tensor& t) {

@@ -13,6 +13,7 @@
 
 #include "core/cuda/check.h"
 #include "core/ops.h"
+#include "core/ops/attention/radix_key.cuh"
 #include "core/ops/attention/topk.cuh"
 #include "core/ops/attention/warp_row.cuh"
 
@@ -25,32 +26,6 @@ constexpr int kRadixBits = 8, kBins = 1 << kRadixBits;
 constexpr int kMaxWarps = 4;  // rows per thread block
 constexpr int64_t kHistBytes = kBins * sizeof(unsigned);
 constexpr int64_t kMaxSharedBytes = 160 << 10;
-
-// Scores as unsigned keys in the same order: positive scores get the sign bit set, negative ones
-// all bits flipped (a larger magnitude is a smaller score).
-template <typename C>
-struct Radix;
-template <>
-struct Radix<float> {
-  using Key = unsigned;
-  static __device__ __forceinline__ Key key(float x) {
-    const Key u = __float_as_uint(x);
-    return u & 0x80000000u ? ~u : u | 0x80000000u;
-  }
-  static __device__ __forceinline__ float value(Key k) { return __uint_as_float(k & 0x80000000u ? k & 0x7fffffffu : ~k); }
-};
-template <>
-struct Radix<double> {
-  using Key = unsigned long long;
-  static constexpr Key kSign = 1ull << 63;
-  static __device__ __forceinline__ Key key(double x) {
-    const Key u = Key(__double_as_longlong(x));
-    return u & kSign ? ~u : u | kSign;
-  }
-  static __device__ __forceinline__ double value(Key k) {
-    return __longlong_as_double(static_cast<long long>(k & kSign ? k & ~kSign : ~k));
-  }
-};
 
 // q, k: (B, H, N, D) contiguous; threshold: (B, H, N). One warp per (b, h, query position); each
 // warp has kHistBytes of histogram in shared memory, then (cached) room for cache_cap scores.

@@ -8,7 +8,8 @@
 //   up to max_segments() segments, each in token order, permuted, or over gathered keys
 //   (attention_flash_segments.cu runs them on gathered copies, or a residue-class segment in
 //   place at head dim 64 on wgmma, and merges them);
-//   no top-k.
+//   top-k over one segment in token order whose rows fit the selection (attention_topk_flash.cu:
+//   the selection becomes a partial entry's mask of a per-(batch, head) copy of the layout).
 // At head dim 64 on a compute capability 9.0 GPU they run on wgmma (SPARTA_FLASH_WGMMA=0 keeps
 // mma.sync, for A/B comparisons).
 #include <cuda_bf16.h>

@@ -1,7 +1,7 @@
 #pragma once
-// Top-k attention's selection on CUDA (attention_topk_cuda.cu), as attention_cuda.cu calls it.
-// Host declarations only.
+// Top-k attention on CUDA, as attention_cuda.cu calls it. Host declarations only.
 //
+// The simple kernels' selection (attention_topk_cuda.cu):
 // For each query row, of the scores its first segment allows (the layout's own element mask), the
 // top_k-th largest: the row's threshold. The simple kernels then keep the scores >= it (ties at
 // the threshold are all kept), forward and backward. A row with at most top_k allowed scores, or
@@ -21,5 +21,18 @@ namespace sparta::cuda::topk {
 // (up to 160 KiB); 0 always recomputes (tests compare the two ways).
 void thresholds(const attn::BlockLayout& L, const Segment& s, double scale, const Tensor& q, const Tensor& k,
                 const Tensor& threshold, int64_t cache_bytes = -1);
+
+// The tensor-core path (attention_topk_flash.cu): the selection as an element mask that the flash
+// kernels run the window's layout with. Its scores are the tensor cores' (not the simple kernels'
+// to the bit); each call's forward and backward agree with each other exactly.
+// Why it cannot take L at head dim D (nullptr: it can); flash::unsupported asks it for top-k layouts.
+const char* flash_unsupported(const attn::BlockLayout& L, int64_t D);
+// The cpu:: contracts (attention.h) for a layout flash::unsupported accepts; delta: (B H N) f32
+// scratch for the backward's row terms.
+void flash_forward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                   const Tensor& lse, const Tensor& threshold);
+void flash_backward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                    const Tensor& o, const Tensor& lse, const Tensor& threshold, const Tensor& dout, const Tensor& delta,
+                    const Tensor& dq, const Tensor& dk, const Tensor& dv);
 
 }  // namespace sparta::cuda::topk

@@ -1,0 +1,371 @@
+// Top-k attention on the tensor-core kernels: the selection becomes an element mask, and the
+// flash kernels (flash_kernels.cuh) run the window's layout with it, forward and backward.
+//
+// Each (batch, head) gets its own copy of the layout's block lists (a layout per "head" of a
+// (1, B H, N, D) view of the tensors), every entry partial, entry g's bits at g block_q block_k:
+// the flash kernels read a partial entry's bits as they read any pattern's (mask_word), so they
+// run unchanged. The selection kernel writes those bits once per call: per 64-query tile it
+// computes the row's allowed scores with mma.sync (the same scale and mask as the CPU's Scorer),
+// keeps them as order-preserving keys in shared memory, finds each row's k-th largest by a bit
+// search over the keys (a warp per row), and sets the bits of the keys at or above it.
+//
+// The backward selects again from the saved thresholds: the same kernel, so the same scores to
+// the bit and the forward's bits exactly (recomputed scores compared with a threshold in another
+// kernel's product order could flip a key that ties it).
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "core/ops/attention/flash_kernels.cuh"
+#include "core/ops/attention/radix_key.cuh"
+#include "core/ops/attention/topk.cuh"
+
+namespace sparta::cuda::flash {
+namespace {
+
+using Key = unsigned;
+constexpr int kKeysPerLane = 24;                  // a row's keys in a warp's registers
+constexpr int kMaxRowKeys = 32 * kKeysPerLane;    // the longest row the selection takes
+
+// The key of a score, -0 as +0 (the CPU compares floats, which do not tell them apart).
+__device__ __forceinline__ Key key_of(float x) { return topk::Radix<float>::key(x + 0.f); }
+
+// The largest key K with at least k of the warp's keys >= K: the k-th largest key. Keys of 0
+// stand for no score and never count (every K tried has a bit set).
+template <int NV>
+__device__ __forceinline__ Key kth_key(const Key (&key)[NV], unsigned k) {
+  Key K = 0;
+#pragma unroll 1
+  for (int bit = 31; bit >= 0; --bit) {
+    const Key c = K | (Key(1) << bit);
+    unsigned n = 0;
+#pragma unroll
+    for (int j = 0; j < NV; ++j) n += key[j] >= c;
+    if (__reduce_add_sync(0xffffffffu, n) >= k) K = c;
+  }
+  return K;
+}
+
+// The k-th largest of a row's keys (0: none). For k <= 32 it is at least the smallest of the 32
+// lanes' largest keys (32 distinct keys reach that), so when few keys reach that floor they are
+// compacted into `scratch` (64 per warp) and searched two a lane instead of kKeysPerLane.
+__device__ __forceinline__ Key row_kth(const Key (&key)[kKeysPerLane], Key top, unsigned k, Key* scratch, int lane) {
+  const Key floor = k <= 32 ? __reduce_min_sync(0xffffffffu, top) : 0;
+  unsigned mine = 0;
+#pragma unroll
+  for (int j = 0; j < kKeysPerLane; ++j) mine += key[j] != 0 && key[j] >= floor;
+  unsigned before = mine;  // inclusive prefix over the lanes, then exclusive
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const unsigned up = __shfl_up_sync(0xffffffffu, before, o);
+    if (lane >= o) before += up;
+  }
+  const unsigned total = __shfl_sync(0xffffffffu, before, 31);
+  if (total > 64) return kth_key(key, k);
+  before -= mine;
+#pragma unroll
+  for (int j = 0; j < kKeysPerLane; ++j)
+    if (key[j] != 0 && key[j] >= floor) scratch[before++] = key[j];
+  __syncwarp();
+  const Key few[2] = {lane < int(total) ? scratch[lane] : 0, lane + 32 < int(total) ? scratch[lane + 32] : 0};
+  __syncwarp();  // every lane has read scratch before the next row writes it
+  return kth_key(few, k);
+}
+
+// ORs the n low bits of word into bits at bit offset `at` (rows of a ragged entry are not
+// word-aligned, and neighbouring rows share words: atomics there).
+__device__ __forceinline__ void or_bits(uint64_t* bits, int64_t at, uint64_t word, int n) {
+  const int64_t i = at >> 6;
+  const int sh = int(at & 63);
+  if (sh == 0 && n == 64) {
+    bits[i] = word;
+    return;
+  }
+  word &= (uint64_t(1) << n) - 1;  // n < 64 here
+  if (word == 0) return;
+  atomicOr(reinterpret_cast<unsigned long long*>(bits + i), static_cast<unsigned long long>(word << sh));
+  if (sh != 0 && sh + n > 64) atomicOr(reinterpret_cast<unsigned long long*>(bits + i + 1), static_cast<unsigned long long>(word >> (64 - sh)));
+}
+
+template <int D>
+constexpr size_t select_fixed_smem() {
+  return size_t(3 * kTile * (D + 8)) * 2 + kWarps * 64 * sizeof(Key);
+}
+size_t select_smem(int64_t D, int64_t max_steps) {
+  const size_t fixed = D == 64 ? select_fixed_smem<64>() : select_fixed_smem<128>();
+  return fixed + size_t(kTile * max_steps) * sizeof(uint64_t) + size_t(kTile * (max_steps * kTile + 8)) * sizeof(Key);
+}
+
+// One CTA per (batch x head, 64-query tile), in the forward's order. s: the layout's segment (its
+// own masks); rep: its per-(batch, head) copy, whose entry g's bits start at g block_q block_k.
+// find: write each row's threshold (the k-th largest allowed score, -inf when the row has at most
+// k); else read it. Either way, set the bits of the allowed scores >= the threshold.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) select_kernel(const Segment s, const Segment rep, int64_t H, int64_t N,
+                                                          int max_steps, float scale, unsigned top_k, bool find,
+                                                          const T* q, const T* k, float* threshold, uint64_t* bits) {
+  constexpr int S = D + 8, KS = D / 16;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sK = sQ + kTile * S;  // [2][64][S]
+  Key* scratch = reinterpret_cast<Key*>(sK + 2 * kTile * S);                 // [4 warps][64]
+  uint64_t* sM = reinterpret_cast<uint64_t*>(scratch + kWarps * 64);        // [64 rows][max_steps] allowed
+  Key* sKey = reinterpret_cast<Key*>(sM + kTile * max_steps);               // [64 rows][LS] keys, 0: none
+  const int LS = max_steps * kTile + 8;  // 8 more: the quads' 8-byte stores of 8 rows in different banks
+
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const TileLoader<D, false> load(tid);
+  const QueryTile qt(s, H, N);
+  const int64_t* rp = row_ptr_of(s, qt.head);
+  const int64_t first = rp[qt.i];
+  const int n_steps = int((rp[qt.i + 1] - first) * (s.block_k / kTile));
+  const T* qb = q + qt.bh * N * D;
+  const T* kb = k + qt.bh * s.n_keys * D;
+  load(sQ, qb + qt.qt0 * D, qt.q_len, qb);
+  cp_async_commit();
+  auto prefetch = [&](int x, int buf) {
+    const Step st = qt.step(s, first, x);
+    load(sK + buf * kTile * S, kb + st.kt0 * D, st.kv_len, kb);
+    cp_async_commit();
+    if (tid < kTile) sM[tid * max_steps + x] = mask_word(s, st, tid);
+  };
+  if (n_steps > 0) {
+    prefetch(0, 0);
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();
+  uint32_t qa[KS][4];
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) load_a<S>(qa[ks], sQ, w, ks, lane);
+
+  // The scores' keys, tile by tile.
+  const int g = lane >> 2, c0 = 2 * (lane & 3);
+  for (int x = 0; x < n_steps; ++x) {
+    const int buf = x & 1;
+    if (x + 1 < n_steps) {
+      prefetch(x + 1, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const T* tK = sK + buf * kTile * S;
+    float sc[8][4];
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks)
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        uint32_t b[4];
+        load_b<S>(b, tK, np, ks, lane);
+        mma<T>(sc[2 * np], qa[ks], b[0], b[1]);
+        mma<T>(sc[2 * np + 1], qa[ks], b[2], b[3]);
+      }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = w * 16 + g + 8 * h;
+      const uint64_t allowed = sM[r * max_steps + x];
+      Key* out = sKey + r * LS + x * kTile + c0;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int c = nt * 8 + c0;
+        const Key k0 = (allowed >> c) & 1u ? key_of(__fmul_rn(sc[nt][2 * h], scale)) : 0;
+        const Key k1 = (allowed >> (c + 1)) & 1u ? key_of(__fmul_rn(sc[nt][2 * h + 1], scale)) : 0;
+        *reinterpret_cast<uint2*>(out + nt * 8) = make_uint2(k0, k1);
+      }
+    }
+    __syncthreads();  // the tile is free for the prefetch two steps on
+  }
+
+  // Lane x < n_steps writes step x's words: its entry's bits (rows of `cols` bits) and the
+  // step's first column in them.
+  int64_t step_at = 0;
+  int cols = 0, kv_len = 0;
+  if (lane < n_steps) {
+    const Step st = qt.step(s, first, lane);
+    const int kt = s.block_k == 2 * kTile ? 1 : 0;
+    const int64_t entry = rep.row_ptr[qt.bh * (rep.n_qblocks + 1) + qt.i] + (lane >> kt);
+    cols = int(min(s.block_k, s.n_keys - st.j * s.block_k));
+    kv_len = st.kv_len;
+    step_at = entry * s.block_q * s.block_k + (qt.qt0 - qt.i * s.block_q) * cols + (st.kt0 - st.j * s.block_k);
+  }
+  // A warp per row: the row's keys in registers, 32 keys a slot (slot j: keys 32 j + lane).
+  Key* mine = scratch + w * 64;
+  for (int r = w * 16; r < w * 16 + 16 && r < qt.q_len; ++r) {
+    const Key* row = sKey + r * LS;
+    Key key[kKeysPerLane];
+    Key top = 0;
+    unsigned n = 0;
+#pragma unroll
+    for (int j = 0; j < kKeysPerLane; ++j) {
+      key[j] = j < 2 * n_steps ? row[j * 32 + lane] : 0;
+      top = max(top, key[j]);
+      n += key[j] != 0;
+    }
+    const int64_t at = qt.bh * N + qt.qt0 + r;
+    float thr;
+    if (find) {
+      const bool all = __reduce_add_sync(0xffffffffu, n) <= top_k;
+      const Key kth = all ? 0 : row_kth(key, top, top_k, mine, lane);
+      thr = all ? -INFINITY : topk::Radix<float>::value(kth);
+      if (lane == 0) threshold[at] = thr;
+    } else {
+      thr = threshold[at];
+    }
+    const Key cut = key_of(thr);  // -inf's key is below every finite score's
+    uint64_t word = 0;
+#pragma unroll
+    for (int j = 0; j < kKeysPerLane; j += 2) {
+      const unsigned lo = __ballot_sync(0xffffffffu, key[j] != 0 && key[j] >= cut);
+      const unsigned hi = __ballot_sync(0xffffffffu, key[j + 1] != 0 && key[j + 1] >= cut);
+      if (lane == j / 2) word = uint64_t(lo) | uint64_t(hi) << 32;
+    }
+    if (lane < n_steps) or_bits(bits, step_at + int64_t(r) * cols, word, kv_len);
+  }
+}
+
+// The longest CSR row of L in 64-key steps.
+int64_t max_steps_of(const attn::BlockLayout& L) {
+  int64_t longest = 0;
+  for (int h = 0; h < L.n_layouts; ++h) {
+    const int64_t* rp = L.row_ptr.data() + size_t(h) * size_t(L.n_qblocks + 1);
+    for (int64_t i = 0; i < L.n_qblocks; ++i) longest = std::max(longest, rp[i + 1] - rp[i]);
+  }
+  return longest * (L.block_k / kTile);
+}
+
+int shared_optin() {
+  int dev = 0, optin = 0;
+  SPARTA_CUDA_CHECK("sparse_attention", cudaGetDevice(&dev));
+  SPARTA_CUDA_CHECK("sparse_attention", cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return optin;
+}
+
+// L's block lists once per (batch, head) of a (B, H) call, as layouts of their own: entries all
+// partial, entry g's bits at g block_q block_k (the selection writes them; no bits here).
+std::shared_ptr<const attn::BlockLayout> replicate(const attn::BlockLayout& L, int64_t B, int64_t H) {
+  using attn::BlockLayout;
+  auto R = std::make_shared<BlockLayout>();
+  R->seq_len = L.seq_len;
+  R->block_q = L.block_q;
+  R->block_k = L.block_k;
+  R->n_qblocks = L.n_qblocks;
+  R->n_kblocks = L.n_kblocks;
+  R->n_keys = L.n_keys;
+  R->causal = L.causal;
+  R->n_layouts = int(B * H);
+  const size_t nq = size_t(L.n_qblocks), nk = size_t(L.n_kblocks);
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    const size_t h = size_t(L.layout_of(int(bh % H)));
+    const int64_t e0 = L.row_ptr[h * (nq + 1)], base = int64_t(R->col_idx.size());
+    const int64_t c0 = L.col_ptr[h * (nk + 1)], cbase = int64_t(R->row_idx.size());
+    for (size_t i = 0; i <= nq; ++i) R->row_ptr.push_back(base + L.row_ptr[h * (nq + 1) + i] - e0);
+    for (size_t j = 0; j <= nk; ++j) R->col_ptr.push_back(cbase + L.col_ptr[h * (nk + 1) + j] - c0);
+    const int64_t e1 = L.row_ptr[h * (nq + 1) + nq], c1 = L.col_ptr[h * (nk + 1) + nk];
+    for (int64_t e = e0; e < e1; ++e) {
+      R->col_idx.push_back(L.col_idx[size_t(e)]);
+      R->full.push_back(BlockLayout::kPartial);
+      R->mask_offset.push_back((base + e - e0) * L.block_q * L.block_k);
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      R->row_idx.push_back(L.row_idx[size_t(c)]);
+      R->csc_entry.push_back(base + L.csc_entry[size_t(c)] - e0);
+    }
+  }
+  return R;
+}
+
+// replicate(L, B, H), made once per layout object and (B, H) and kept while the layout lives.
+std::shared_ptr<const attn::BlockLayout> replica(const LayoutPtr& L, int64_t B, int64_t H) {
+  struct Entry {
+    std::weak_ptr<const attn::BlockLayout> owner;
+    const attn::BlockLayout* key;
+    int64_t B, H;
+    std::shared_ptr<const attn::BlockLayout> copy;
+  };
+  static std::mutex& mu = *new std::mutex;
+  static std::vector<Entry>& cache = *new std::vector<Entry>;
+  std::lock_guard<std::mutex> lock(mu);
+  cache.erase(std::remove_if(cache.begin(), cache.end(), [](const Entry& e) { return e.owner.expired(); }), cache.end());
+  for (const Entry& e : cache)
+    if (e.key == L.get() && e.B == B && e.H == H) return e.copy;
+  cache.push_back({L, L.get(), B, H, replicate(*L, B, H)});
+  return cache.back().copy;
+}
+
+// The flash kernels' layout for this call: the replica with the selection's bits (kept alive in
+// `bits` until the kernels using them are queued).
+struct Selection {
+  DeviceLayout layout;
+  Tensor bits;
+};
+
+Selection select(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& threshold, bool find) {
+  const char* op = find ? "sparse_attention" : "sparse_attention_backward";
+  const Shape4 sh = shape_of(q);
+  const auto dl = device_layout(L, q.device());
+  const auto rep_layout = replica(L, sh.B, sh.H);
+  Selection out{*device_layout(rep_layout, q.device()), Tensor()};
+  Segment& rep = out.layout.host_segments[0];
+  const int64_t words = (rep.total_col_entries * L->block_q * L->block_k + 63) / 64 + 1;
+  out.bits = Tensor::empty({words}, DType::i64, q.device());
+  SPARTA_CUDA_CHECK(op, cudaMemsetAsync(out.bits.data_ptr(), 0, size_t(words) * sizeof(uint64_t), stream()));
+  rep.mask_bits = static_cast<const uint64_t*>(out.bits.data_ptr());
+  const int64_t steps = max_steps_of(*L);
+  const size_t smem = select_smem(sh.D, steps);
+  dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
+    using T = decltype(tag);
+    constexpr int D = decltype(dim)::value;
+    auto kernel = select_kernel<T, D>;
+    SPARTA_CUDA_CHECK(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<grid_of(sh.B * sh.H, sh.N, op), kThreads, smem, stream()>>>(
+        dl->host_segments[0], rep, sh.H, sh.N, int(steps), float(scale), unsigned(std::min<int64_t>(L->top_k, 1 << 30)),
+        find, static_cast<const T*>(q.data_ptr()), static_cast<const T*>(k.data_ptr()),
+        static_cast<float*>(threshold.data_ptr()), static_cast<uint64_t*>(out.bits.data_ptr()));
+    SPARTA_CUDA_LAUNCH_CHECK(op);
+  });
+  return out;
+}
+
+// t (B, H, rows[, D]) as (1, B H, rows[, D]): the replica's layout per (batch, head).
+Tensor flat(const Tensor& t) {
+  Shape s = t.shape();
+  s[1] *= s[0];
+  s[0] = 1;
+  return t.view(s);
+}
+
+}  // namespace
+}  // namespace sparta::cuda::flash
+
+namespace sparta::cuda::topk {
+
+const char* flash_unsupported(const attn::BlockLayout& L, int64_t D) {
+  if (L.next) return "top-k over several segments";
+  if (!L.q_pos.empty() || !L.k_pos.empty() || L.n_keys != L.seq_len) return "top-k over a permuted segment";
+  const int64_t steps = flash::max_steps_of(L);
+  if (steps * flash::kTile > flash::kMaxRowKeys || flash::select_smem(D, steps) > size_t(flash::shared_optin()))
+    return "a top-k row longer than the selection holds";
+  return nullptr;
+}
+
+void flash_forward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                   const Tensor& lse, const Tensor& threshold) {
+  const flash::Selection sel = flash::select(L, scale, q, k, threshold, true);
+  flash::forward_layout(sel.layout, scale, flash::flat(q), flash::flat(k), flash::flat(v), flash::flat(o),
+                        flash::flat(lse));
+}
+
+void flash_backward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
+                    const Tensor& o, const Tensor& lse, const Tensor& threshold, const Tensor& dout, const Tensor& delta,
+                    const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  const flash::Selection sel = flash::select(L, scale, q, k, threshold, false);
+  const Tensor lse2 = flash::row_terms(o, dout, lse, delta);
+  flash::backward_layout(sel.layout, scale, flash::flat(q), flash::flat(k), flash::flat(v), flash::flat(lse), delta,
+                         flash::flat(dout), flash::flat(dq), flash::flat(dk), flash::flat(dv), lse2);
+}
+
+}  // namespace sparta::cuda::topk
