@@ -26,31 +26,54 @@ namespace {
 using Key = unsigned;
 constexpr int kKeysPerLane = 24;                  // a row's keys in a warp's registers
 constexpr int kMaxRowKeys = 32 * kKeysPerLane;    // the longest row the selection takes
+constexpr int kFew = 8;                           // keys per lane of a compacted row
+// Warps of a selection CTA: each scores 16 rows (as mma.sync takes them) by 16 keys of every tile,
+// then selects 4 rows. The search is a chain of warp reductions, so the SM needs
+// many warps to hide their latency, and the scores' shared memory allows one CTA per SM.
+constexpr int kSelectWarps = 16, kRowsPerWarp = kTile / kSelectWarps;
 
 // The key of a score, -0 as +0 (the CPU compares floats, which do not tell them apart).
 __device__ __forceinline__ Key key_of(float x) { return topk::Radix<float>::key(x + 0.f); }
 
-// The largest key K with at least k of the warp's keys >= K: the k-th largest key. Keys of 0
-// stand for no score and never count (every K tried has a bit set).
+// How many of the warp's keys are >= c (every lane gets it).
 template <int NV>
-__device__ __forceinline__ Key kth_key(const Key (&key)[NV], unsigned k) {
-  Key K = 0;
-#pragma unroll 1
-  for (int bit = 31; bit >= 0; --bit) {
-    const Key c = K | (Key(1) << bit);
-    unsigned n = 0;
+__device__ __forceinline__ unsigned count_at_least(const Key (&key)[NV], Key c) {
+  unsigned n[4] = {0, 0, 0, 0};  // four chains, not one of NV dependent adds
 #pragma unroll
-    for (int j = 0; j < NV; ++j) n += key[j] >= c;
-    if (__reduce_add_sync(0xffffffffu, n) >= k) K = c;
+  for (int j = 0; j < NV; ++j) n[j & 3] += key[j] >= c;
+  return __reduce_add_sync(0xffffffffu, n[0] + n[1] + n[2] + n[3]);
+}
+
+// The largest key K with at least k of the warp's keys >= K (the k-th largest), given that it
+// lies in [lo, hi]: the bits above their highest difference are K's, the rest are decided from the
+// top, two a round (three counts whose reductions overlap: the search is a chain of them). Keys of
+// 0 stand for no score and never count (every K tried has a bit set).
+template <int NV>
+__device__ __forceinline__ Key kth_key(const Key (&key)[NV], unsigned k, Key lo, Key hi) {
+  if (lo == hi) return lo;
+  int left = 32 - __clz(lo ^ hi);  // bits left to decide: left - 1 .. 0
+  Key K = lo & ~((Key(2) << (left - 1)) - 1);  // (2 << 31 wraps to 0: nothing fixed)
+  if (left & 1) {
+    const Key c = K | (Key(1) << (left - 1));
+    if (count_at_least(key, c) >= k) K = c;
+    --left;
+  }
+#pragma unroll 1
+  for (; left > 0; left -= 2) {
+    const Key c1 = K | (Key(1) << (left - 2)), c2 = K | (Key(2) << (left - 2)), c3 = K | (Key(3) << (left - 2));
+    const unsigned n1 = count_at_least(key, c1), n2 = count_at_least(key, c2), n3 = count_at_least(key, c3);
+    K = n3 >= k ? c3 : n2 >= k ? c2 : n1 >= k ? c1 : K;
   }
   return K;
 }
 
-// The k-th largest of a row's keys (0: none). For k <= 32 it is at least the smallest of the 32
-// lanes' largest keys (32 distinct keys reach that), so when few keys reach that floor they are
-// compacted into `scratch` (64 per warp) and searched two a lane instead of kKeysPerLane.
+// The k-th largest of a row's keys (0: none), top: the lane's largest. For k <= 32 it is at
+// least the smallest of the 32 lanes' largest keys (32 distinct keys reach that), so when at most
+// 32 kFew keys reach that floor they are compacted into `scratch` (32 kFew per warp) and searched
+// kFew a lane instead of kKeysPerLane.
 __device__ __forceinline__ Key row_kth(const Key (&key)[kKeysPerLane], Key top, unsigned k, Key* scratch, int lane) {
   const Key floor = k <= 32 ? __reduce_min_sync(0xffffffffu, top) : 0;
+  const Key high = __reduce_max_sync(0xffffffffu, top);
   unsigned mine = 0;
 #pragma unroll
   for (int j = 0; j < kKeysPerLane; ++j) mine += key[j] != 0 && key[j] >= floor;
@@ -61,15 +84,17 @@ __device__ __forceinline__ Key row_kth(const Key (&key)[kKeysPerLane], Key top, 
     if (lane >= o) before += up;
   }
   const unsigned total = __shfl_sync(0xffffffffu, before, 31);
-  if (total > 64) return kth_key(key, k);
+  if (total > 32 * kFew) return kth_key(key, k, floor, high);
   before -= mine;
 #pragma unroll
   for (int j = 0; j < kKeysPerLane; ++j)
     if (key[j] != 0 && key[j] >= floor) scratch[before++] = key[j];
   __syncwarp();
-  const Key few[2] = {lane < int(total) ? scratch[lane] : 0, lane + 32 < int(total) ? scratch[lane + 32] : 0};
+  Key few[kFew];
+#pragma unroll
+  for (int j = 0; j < kFew; ++j) few[j] = lane + 32 * j < int(total) ? scratch[lane + 32 * j] : 0;
   __syncwarp();  // every lane has read scratch before the next row writes it
-  return kth_key(few, k);
+  return kth_key(few, k, floor, high);
 }
 
 // ORs the n low bits of word into bits at bit offset `at` (rows of a ragged entry are not
@@ -87,9 +112,14 @@ __device__ __forceinline__ void or_bits(uint64_t* bits, int64_t at, uint64_t wor
   if (sh != 0 && sh + n > 64) atomicOr(reinterpret_cast<unsigned long long*>(bits + i + 1), static_cast<unsigned long long>(word >> (64 - sh)));
 }
 
+// K tiles in flight: a CTA per SM (the keys' shared memory), so each step's load latency is the
+// SM's unless several are on their way. Head dim 128's tiles leave room for two.
+template <int D>
+constexpr int kStages = D == 64 ? 4 : 2;
 template <int D>
 constexpr size_t select_fixed_smem() {
-  return size_t(3 * kTile * (D + 8)) * 2 + kWarps * 64 * sizeof(Key);
+  static_assert(kStages<D> * kTile * (D + 8) * 2 >= kSelectWarps * 32 * kFew * sizeof(Key));
+  return size_t((1 + kStages<D>) * kTile * (D + 8)) * 2;  // the selection's scratch reuses the K tiles
 }
 size_t select_smem(int64_t D, int64_t max_steps) {
   const size_t fixed = D == 64 ? select_fixed_smem<64>() : select_fixed_smem<128>();
@@ -101,15 +131,15 @@ size_t select_smem(int64_t D, int64_t max_steps) {
 // find: write each row's threshold (the k-th largest allowed score, -inf when the row has at most
 // k); else read it. Either way, set the bits of the allowed scores >= the threshold.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) select_kernel(const Segment s, const Segment rep, int64_t H, int64_t N,
+__global__ void __launch_bounds__(kSelectWarps * 32) select_kernel(const Segment s, const Segment rep, int64_t H, int64_t N,
                                                           int max_steps, float scale, unsigned top_k, bool find,
                                                           const T* q, const T* k, float* threshold, uint64_t* bits) {
-  constexpr int S = D + 8, KS = D / 16;
+  constexpr int S = D + 8, KS = D / 16, NB = kStages<D>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
-  T* sK = sQ + kTile * S;  // [2][64][S]
-  Key* scratch = reinterpret_cast<Key*>(sK + 2 * kTile * S);                 // [4 warps][64]
-  uint64_t* sM = reinterpret_cast<uint64_t*>(scratch + kWarps * 64);        // [64 rows][max_steps] allowed
+  T* sK = sQ + kTile * S;  // [NB][64][S]
+  Key* scratch = reinterpret_cast<Key*>(sK);  // [warps][32 kFew], once the scores are done with K
+  uint64_t* sM = reinterpret_cast<uint64_t*>(sK + NB * kTile * S);  // [64 rows][max_steps] allowed
   Key* sKey = reinterpret_cast<Key*>(sM + kTile * max_steps);               // [64 rows][LS] keys, 0: none
   const int LS = max_steps * kTile + 8;  // 8 more: the quads' 8-byte stores of 8 rows in different banks
 
@@ -121,63 +151,68 @@ __global__ void __launch_bounds__(kThreads) select_kernel(const Segment s, const
   const int n_steps = int((rp[qt.i + 1] - first) * (s.block_k / kTile));
   const T* qb = q + qt.bh * N * D;
   const T* kb = k + qt.bh * s.n_keys * D;
-  load(sQ, qb + qt.qt0 * D, qt.q_len, qb);
+  const bool loads = tid < kThreads;  // the loader's threads
+  if (loads) load(sQ, qb + qt.qt0 * D, qt.q_len, qb);
   cp_async_commit();
-  auto prefetch = [&](int x, int buf) {
-    const Step st = qt.step(s, first, x);
-    load(sK + buf * kTile * S, kb + st.kt0 * D, st.kv_len, kb);
-    cp_async_commit();
-    if (tid < kTile) sM[tid * max_steps + x] = mask_word(s, st, tid);
-  };
-  if (n_steps > 0) {
-    prefetch(0, 0);
-    cp_async_wait<1>();
-  } else {
-    cp_async_wait<0>();
+  // The row's steps once, all of them at the same time (their block-list reads and mask words
+  // are chains of dependent loads: taken step by step, they were the kernel's time): each step's
+  // key tile, and every allowed word.
+  __shared__ int64_t step_kt0[kMaxRowKeys / kTile];
+  __shared__ int step_len[kMaxRowKeys / kTile];
+  if (tid < n_steps) {
+    const Step st = qt.step(s, first, tid);
+    step_kt0[tid] = st.kt0;
+    step_len[tid] = st.kv_len;
+  }
+  for (int x = tid / kTile; x < n_steps; x += kSelectWarps * 32 / kTile) {
+    const int r = tid % kTile;
+    sM[r * max_steps + x] = mask_word(s, qt.step(s, first, x), r);
   }
   __syncthreads();
+  // Step x's K tile into buffer x % NB, a commit group per call (empty past the row's end) so that
+  // the groups newer than step x's are always NB - 1.
+  auto prefetch = [&](int x) {
+    if (x < n_steps && loads) load(sK + (x % NB) * kTile * S, kb + step_kt0[x] * D, step_len[x], kb);
+    cp_async_commit();
+  };
+  for (int x = 0; x < NB - 1; ++x) prefetch(x);
+  cp_async_wait<NB - 1>();  // Q has landed
+  __syncthreads();
+  // Every warp scores: 16 rows (row group rg) by 16 keys (key quarter kq) of each tile.
+  const int rg = w % kWarps, kq = w / kWarps;
   uint32_t qa[KS][4];
 #pragma unroll
-  for (int ks = 0; ks < KS; ++ks) load_a<S>(qa[ks], sQ, w, ks, lane);
+  for (int ks = 0; ks < KS; ++ks) load_a<S>(qa[ks], sQ, rg, ks, lane);
 
   // The scores' keys, tile by tile.
   const int g = lane >> 2, c0 = 2 * (lane & 3);
   for (int x = 0; x < n_steps; ++x) {
-    const int buf = x & 1;
-    if (x + 1 < n_steps) {
-      prefetch(x + 1, buf ^ 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+    prefetch(x + NB - 1);  // into the buffer step x - 1 read (free: the barrier ending it)
+    cp_async_wait<NB - 1>();
     __syncthreads();
-    const T* tK = sK + buf * kTile * S;
-    float sc[8][4];
+    const T* tK = sK + (x % NB) * kTile * S;
+    float sc[2][4] = {};
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks)
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        uint32_t b[4];
-        load_b<S>(b, tK, np, ks, lane);
-        mma<T>(sc[2 * np], qa[ks], b[0], b[1]);
-        mma<T>(sc[2 * np + 1], qa[ks], b[2], b[3]);
-      }
+    for (int ks = 0; ks < KS; ++ks) {
+      uint32_t b[4];
+      load_b<S>(b, tK, kq, ks, lane);
+      mma<T>(sc[0], qa[ks], b[0], b[1]);
+      mma<T>(sc[1], qa[ks], b[2], b[3]);
+    }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int r = w * 16 + g + 8 * h;
+      const int r = rg * 16 + g + 8 * h;
       const uint64_t allowed = sM[r * max_steps + x];
-      Key* out = sKey + r * LS + x * kTile + c0;
+      Key* out = sKey + r * LS + x * kTile + kq * 16 + c0;
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const int c = nt * 8 + c0;
+      for (int nt = 0; nt < 2; ++nt) {
+        const int c = kq * 16 + nt * 8 + c0;
         const Key k0 = (allowed >> c) & 1u ? key_of(__fmul_rn(sc[nt][2 * h], scale)) : 0;
         const Key k1 = (allowed >> (c + 1)) & 1u ? key_of(__fmul_rn(sc[nt][2 * h + 1], scale)) : 0;
         *reinterpret_cast<uint2*>(out + nt * 8) = make_uint2(k0, k1);
       }
     }
-    __syncthreads();  // the tile is free for the prefetch two steps on
+    __syncthreads();  // the tile is free for the prefetch NB - 1 steps on
   }
 
   // Lane x < n_steps writes step x's words: its entry's bits (rows of `cols` bits) and the
@@ -193,8 +228,11 @@ __global__ void __launch_bounds__(kThreads) select_kernel(const Segment s, const
     step_at = entry * s.block_q * s.block_k + (qt.qt0 - qt.i * s.block_q) * cols + (st.kt0 - st.j * s.block_k);
   }
   // A warp per row: the row's keys in registers, 32 keys a slot (slot j: keys 32 j + lane).
-  Key* mine = scratch + w * 64;
-  for (int r = w * 16; r < w * 16 + 16 && r < qt.q_len; ++r) {
+  Key* mine = scratch + w * 32 * kFew;
+  // The backward's thresholds of the warp's rows, read at once (lane i: row i).
+  const int r0 = w * kRowsPerWarp;
+  const float saved = !find && lane < kRowsPerWarp && r0 + lane < qt.q_len ? threshold[qt.bh * N + qt.qt0 + r0 + lane] : 0.f;
+  for (int r = r0; r < r0 + kRowsPerWarp && r < qt.q_len; ++r) {
     const Key* row = sKey + r * LS;
     Key key[kKeysPerLane];
     Key top = 0;
@@ -213,7 +251,7 @@ __global__ void __launch_bounds__(kThreads) select_kernel(const Segment s, const
       thr = all ? -INFINITY : topk::Radix<float>::value(kth);
       if (lane == 0) threshold[at] = thr;
     } else {
-      thr = threshold[at];
+      thr = __shfl_sync(0xffffffffu, saved, r - r0);
     }
     const Key cut = key_of(thr);  // -inf's key is below every finite score's
     uint64_t word = 0;
@@ -321,7 +359,7 @@ Selection select(const LayoutPtr& L, double scale, const Tensor& q, const Tensor
     constexpr int D = decltype(dim)::value;
     auto kernel = select_kernel<T, D>;
     SPARTA_CUDA_CHECK(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<grid_of(sh.B * sh.H, sh.N, op), kThreads, smem, stream()>>>(
+    kernel<<<grid_of(sh.B * sh.H, sh.N, op), kSelectWarps * 32, smem, stream()>>>(
         dl->host_segments[0], rep, sh.H, sh.N, int(steps), float(scale), unsigned(std::min<int64_t>(L->top_k, 1 << 30)),
         find, static_cast<const T*>(q.data_ptr()), static_cast<const T*>(k.data_ptr()),
         static_cast<float*>(threshold.data_ptr()), static_cast<uint64_t*>(out.bits.data_ptr()));
