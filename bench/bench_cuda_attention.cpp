@@ -4,8 +4,7 @@
 // (attention_flash_*.cu) against the simple ones and against what the pairs cost. Prints a markdown
 // table per row:
 //   kernel       which kernels ran (the dispatch's counters): flash (tensor cores) or simple
-//                (strided and fixed layouts have several segments or permuted tokens, which only
-//                the simple kernels take for now); "fwd/bwd" when the passes differ
+//                (what flash.cuh does not cover); "fwd/bwd" when the passes differ
 //   pairs        allowed (query, key) pairs over all heads and the batch, from the layout (for
 //                top-k, the window's pairs: every one is scored, though only k per query are kept)
 //   TFLOP/s      effective: 4 D FLOPs per allowed pair forward (Q K^T and P V), 2.5x that
