@@ -121,18 +121,21 @@ constexpr size_t select_fixed_smem() {
   static_assert(kStages<D> * kTile * (D + 8) * 2 >= kSelectWarps * 32 * kFew * sizeof(Key));
   return size_t((1 + kStages<D>) * kTile * (D + 8)) * 2;  // the selection's scratch reuses the K tiles
 }
-size_t select_smem(int64_t D, int64_t max_steps) {
+// find: the rows' keys for the search; else each row's kept bits, 16 a warp and tile, and its cut.
+size_t select_smem(int64_t D, int64_t max_steps, bool find) {
   const size_t fixed = D == 64 ? select_fixed_smem<64>() : select_fixed_smem<128>();
-  return fixed + size_t(kTile * max_steps) * sizeof(uint64_t) + size_t(kTile * (max_steps * kTile + 8)) * sizeof(Key);
+  const size_t per_row = find ? size_t(max_steps * kTile + 8) * sizeof(Key) : max_steps * sizeof(uint64_t) + sizeof(Key);
+  return fixed + size_t(kTile * max_steps) * sizeof(uint64_t) + kTile * per_row;
 }
 
 // One CTA per (batch x head, 64-query tile), in the forward's order. s: the layout's segment (its
 // own masks); rep: its per-(batch, head) copy, whose entry g's bits start at g block_q block_k.
-// find: write each row's threshold (the k-th largest allowed score, -inf when the row has at most
-// k); else read it. Either way, set the bits of the allowed scores >= the threshold.
-template <typename T, int D>
+// kFind: write each row's threshold (the k-th largest allowed score, -inf when the row has at most
+// k), from the row's keys kept in shared memory; else read it, and no keys are kept: the kept bits
+// are set as the scores come. Either way, set the bits of the allowed scores >= the threshold.
+template <typename T, int D, bool kFind>
 __global__ void __launch_bounds__(kSelectWarps * 32) select_kernel(const Segment s, const Segment rep, int64_t H, int64_t N,
-                                                          int max_steps, float scale, unsigned top_k, bool find,
+                                                          int max_steps, float scale, unsigned top_k,
                                                           const T* q, const T* k, float* threshold, uint64_t* bits) {
   constexpr int S = D + 8, KS = D / 16, NB = kStages<D>;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -140,7 +143,9 @@ __global__ void __launch_bounds__(kSelectWarps * 32) select_kernel(const Segment
   T* sK = sQ + kTile * S;  // [NB][64][S]
   Key* scratch = reinterpret_cast<Key*>(sK);  // [warps][32 kFew], once the scores are done with K
   uint64_t* sM = reinterpret_cast<uint64_t*>(sK + NB * kTile * S);  // [64 rows][max_steps] allowed
-  Key* sKey = reinterpret_cast<Key*>(sM + kTile * max_steps);               // [64 rows][LS] keys, 0: none
+  Key* sKey = reinterpret_cast<Key*>(sM + kTile * max_steps);               // kFind: [64 rows][LS] keys, 0: none
+  uint64_t* sSel = sM + kTile * max_steps;                                  // else: [64 rows][max_steps] kept bits
+  Key* sCut = reinterpret_cast<Key*>(sSel + kTile * max_steps);             // and [64 rows] the threshold's key
   const int LS = max_steps * kTile + 8;  // 8 more: the quads' 8-byte stores of 8 rows in different banks
 
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -168,6 +173,7 @@ __global__ void __launch_bounds__(kSelectWarps * 32) select_kernel(const Segment
     const int r = tid % kTile;
     sM[r * max_steps + x] = mask_word(s, qt.step(s, first, x), r);
   }
+  if (!kFind && tid < kTile) sCut[tid] = tid < qt.q_len ? key_of(threshold[qt.bh * N + qt.qt0 + tid]) : ~Key(0);
   __syncthreads();
   // Step x's K tile into buffer x % NB, a commit group per call (empty past the row's end) so that
   // the groups newer than step x's are always NB - 1.
@@ -204,34 +210,55 @@ __global__ void __launch_bounds__(kSelectWarps * 32) select_kernel(const Segment
       const int r = rg * 16 + g + 8 * h;
       const uint64_t allowed = sM[r * max_steps + x];
       Key* out = sKey + r * LS + x * kTile + kq * 16 + c0;
+      const Key cut = kFind ? 0 : sCut[r];
+      unsigned kept = 0;  // !kFind: bit c of the row's 16 keys of this quarter
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
         const int c = kq * 16 + nt * 8 + c0;
         const Key k0 = (allowed >> c) & 1u ? key_of(__fmul_rn(sc[nt][2 * h], scale)) : 0;
         const Key k1 = (allowed >> (c + 1)) & 1u ? key_of(__fmul_rn(sc[nt][2 * h + 1], scale)) : 0;
-        *reinterpret_cast<uint2*>(out + nt * 8) = make_uint2(k0, k1);
+        if constexpr (kFind) {
+          *reinterpret_cast<uint2*>(out + nt * 8) = make_uint2(k0, k1);
+        } else {
+          kept |= unsigned(k0 != 0 && k0 >= cut) << (nt * 8 + c0) | unsigned(k1 != 0 && k1 >= cut) << (nt * 8 + c0 + 1);
+        }
+      }
+      if constexpr (!kFind) {  // the quad's pieces of the row, then 16 bits of its word
+        kept |= __shfl_xor_sync(0xffffffffu, kept, 1);
+        kept |= __shfl_xor_sync(0xffffffffu, kept, 2);
+        if ((lane & 3) == 0) reinterpret_cast<uint16_t*>(sSel + r * max_steps + x)[kq] = uint16_t(kept);
       }
     }
     __syncthreads();  // the tile is free for the prefetch NB - 1 steps on
   }
 
+  const int kt = s.block_k == 2 * kTile ? 1 : 0;
+  const int64_t rep_first = rep.row_ptr[qt.bh * (rep.n_qblocks + 1) + qt.i];
+  if constexpr (!kFind) {  // the kept words out: step x's bits in its entry's rows of `cols` bits
+    for (int idx = tid; idx < kTile * n_steps; idx += kSelectWarps * 32) {
+      const int r = idx / n_steps, x = idx % n_steps;
+      if (r >= qt.q_len) break;
+      const int64_t j = step_kt0[x] / s.block_k, cols = min(s.block_k, s.n_keys - j * s.block_k);
+      const int64_t at = (rep_first + (x >> kt)) * s.block_q * s.block_k + (qt.qt0 - qt.i * s.block_q + r) * cols +
+                         (step_kt0[x] - j * s.block_k);
+      or_bits(bits, at, sSel[r * max_steps + x], step_len[x]);
+    }
+    return;
+  }
   // Lane x < n_steps writes step x's words: its entry's bits (rows of `cols` bits) and the
   // step's first column in them.
   int64_t step_at = 0;
   int cols = 0, kv_len = 0;
   if (lane < n_steps) {
     const Step st = qt.step(s, first, lane);
-    const int kt = s.block_k == 2 * kTile ? 1 : 0;
-    const int64_t entry = rep.row_ptr[qt.bh * (rep.n_qblocks + 1) + qt.i] + (lane >> kt);
+    const int64_t entry = rep_first + (lane >> kt);
     cols = int(min(s.block_k, s.n_keys - st.j * s.block_k));
     kv_len = st.kv_len;
     step_at = entry * s.block_q * s.block_k + (qt.qt0 - qt.i * s.block_q) * cols + (st.kt0 - st.j * s.block_k);
   }
   // A warp per row: the row's keys in registers, 32 keys a slot (slot j: keys 32 j + lane).
   Key* mine = scratch + w * 32 * kFew;
-  // The backward's thresholds of the warp's rows, read at once (lane i: row i).
   const int r0 = w * kRowsPerWarp;
-  const float saved = !find && lane < kRowsPerWarp && r0 + lane < qt.q_len ? threshold[qt.bh * N + qt.qt0 + r0 + lane] : 0.f;
   for (int r = r0; r < r0 + kRowsPerWarp && r < qt.q_len; ++r) {
     const Key* row = sKey + r * LS;
     Key key[kKeysPerLane];
@@ -243,16 +270,10 @@ __global__ void __launch_bounds__(kSelectWarps * 32) select_kernel(const Segment
       top = max(top, key[j]);
       n += key[j] != 0;
     }
-    const int64_t at = qt.bh * N + qt.qt0 + r;
-    float thr;
-    if (find) {
-      const bool all = __reduce_add_sync(0xffffffffu, n) <= top_k;
-      const Key kth = all ? 0 : row_kth(key, top, top_k, mine, lane);
-      thr = all ? -INFINITY : topk::Radix<float>::value(kth);
-      if (lane == 0) threshold[at] = thr;
-    } else {
-      thr = __shfl_sync(0xffffffffu, saved, r - r0);
-    }
+    const bool all = __reduce_add_sync(0xffffffffu, n) <= top_k;
+    const Key kth = all ? 0 : row_kth(key, top, top_k, mine, lane);
+    const float thr = all ? -INFINITY : topk::Radix<float>::value(kth);
+    if (lane == 0) threshold[qt.bh * N + qt.qt0 + r] = thr;
     const Key cut = key_of(thr);  // -inf's key is below every finite score's
     uint64_t word = 0;
 #pragma unroll
@@ -353,15 +374,15 @@ Selection select(const LayoutPtr& L, double scale, const Tensor& q, const Tensor
   SPARTA_CUDA_CHECK(op, cudaMemsetAsync(out.bits.data_ptr(), 0, size_t(words) * sizeof(uint64_t), stream()));
   rep.mask_bits = static_cast<const uint64_t*>(out.bits.data_ptr());
   const int64_t steps = max_steps_of(*L);
-  const size_t smem = select_smem(sh.D, steps);
+  const size_t smem = select_smem(sh.D, steps, find);
   dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
-    auto kernel = select_kernel<T, D>;
+    auto kernel = find ? select_kernel<T, D, true> : select_kernel<T, D, false>;
     SPARTA_CUDA_CHECK(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     kernel<<<grid_of(sh.B * sh.H, sh.N, op), kSelectWarps * 32, smem, stream()>>>(
         dl->host_segments[0], rep, sh.H, sh.N, int(steps), float(scale), unsigned(std::min<int64_t>(L->top_k, 1 << 30)),
-        find, static_cast<const T*>(q.data_ptr()), static_cast<const T*>(k.data_ptr()),
+        static_cast<const T*>(q.data_ptr()), static_cast<const T*>(k.data_ptr()),
         static_cast<float*>(threshold.data_ptr()), static_cast<uint64_t*>(out.bits.data_ptr()));
     SPARTA_CUDA_LAUNCH_CHECK(op);
   });
@@ -385,7 +406,7 @@ const char* flash_unsupported(const attn::BlockLayout& L, int64_t D) {
   if (L.next) return "top-k over several segments";
   if (!L.q_pos.empty() || !L.k_pos.empty() || L.n_keys != L.seq_len) return "top-k over a permuted segment";
   const int64_t steps = flash::max_steps_of(L);
-  if (steps * flash::kTile > flash::kMaxRowKeys || flash::select_smem(D, steps) > size_t(flash::shared_optin()))
+  if (steps * flash::kTile > flash::kMaxRowKeys || flash::select_smem(D, steps, true) > size_t(flash::shared_optin()))
     return "a top-k row longer than the selection holds";
   return nullptr;
 }
