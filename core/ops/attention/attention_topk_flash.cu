@@ -232,29 +232,22 @@ __global__ void __launch_bounds__(kSelectWarps * 32) select_kernel(const Segment
     __syncthreads();  // the tile is free for the prefetch NB - 1 steps on
   }
 
+  // Where row r's bits of step x go: its entry's rows of `cols` bits, from the step's first column.
   const int kt = s.block_k == 2 * kTile ? 1 : 0;
   const int64_t rep_first = rep.row_ptr[qt.bh * (rep.n_qblocks + 1) + qt.i];
-  if constexpr (!kFind) {  // the kept words out: step x's bits in its entry's rows of `cols` bits
+  auto write = [&](int r, int x, uint64_t word) {
+    const int64_t j = step_kt0[x] / s.block_k, cols = min(s.block_k, s.n_keys - j * s.block_k);
+    const int64_t at = (rep_first + (x >> kt)) * s.block_q * s.block_k + (qt.qt0 - qt.i * s.block_q + r) * cols +
+                       (step_kt0[x] - j * s.block_k);
+    or_bits(bits, at, word, step_len[x]);
+  };
+  if constexpr (!kFind) {  // the kept words out
     for (int idx = tid; idx < kTile * n_steps; idx += kSelectWarps * 32) {
       const int r = idx / n_steps, x = idx % n_steps;
       if (r >= qt.q_len) break;
-      const int64_t j = step_kt0[x] / s.block_k, cols = min(s.block_k, s.n_keys - j * s.block_k);
-      const int64_t at = (rep_first + (x >> kt)) * s.block_q * s.block_k + (qt.qt0 - qt.i * s.block_q + r) * cols +
-                         (step_kt0[x] - j * s.block_k);
-      or_bits(bits, at, sSel[r * max_steps + x], step_len[x]);
+      write(r, x, sSel[r * max_steps + x]);
     }
     return;
-  }
-  // Lane x < n_steps writes step x's words: its entry's bits (rows of `cols` bits) and the
-  // step's first column in them.
-  int64_t step_at = 0;
-  int cols = 0, kv_len = 0;
-  if (lane < n_steps) {
-    const Step st = qt.step(s, first, lane);
-    const int64_t entry = rep_first + (lane >> kt);
-    cols = int(min(s.block_k, s.n_keys - st.j * s.block_k));
-    kv_len = st.kv_len;
-    step_at = entry * s.block_q * s.block_k + (qt.qt0 - qt.i * s.block_q) * cols + (st.kt0 - st.j * s.block_k);
   }
   // A warp per row: the row's keys in registers, 32 keys a slot (slot j: keys 32 j + lane).
   Key* mine = scratch + w * 32 * kFew;
@@ -282,7 +275,7 @@ __global__ void __launch_bounds__(kSelectWarps * 32) select_kernel(const Segment
       const unsigned hi = __ballot_sync(0xffffffffu, key[j + 1] != 0 && key[j + 1] >= cut);
       if (lane == j / 2) word = uint64_t(lo) | uint64_t(hi) << 32;
     }
-    if (lane < n_steps) or_bits(bits, step_at + int64_t(r) * cols, word, kv_len);
+    if (lane < n_steps) write(r, lane, word);
   }
 }
 
