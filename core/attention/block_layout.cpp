@@ -153,6 +153,7 @@ void build_masks(BlockLayout& L) {
     for (int64_t i = 0; i < L.n_qblocks; ++i)
       for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
         if (L.full[size_t(e)] != BlockLayout::kPartial) continue;
+        bits = (bits + 63) / 64 * 64;  // a word boundary: the GPU kernels copy whole words of a row
         L.mask_offset[size_t(e)] = bits;
         bits += L.qblock_len(i) * L.kblock_len(L.col_idx[size_t(e)]);
       }

@@ -59,7 +59,7 @@ class BlockLayout {
   std::vector<int64_t> csc_entry;      // the CSR entry index
   // The element mask of every partial entry, evaluated once when the layout is built: entry e's
   // rows x cols bits (row-major, the block's own lengths) start at bit mask_offset[e] of
-  // mask_bits; -1 for entries that are not partial. Kernels test bits instead of re-evaluating
+  // mask_bits, a multiple of 64; -1 for entries that are not partial. Kernels test bits instead of re-evaluating
   // the terms for every pair of every step; allows() still evaluates the terms (the reference).
   std::vector<int64_t> mask_offset;
   std::vector<uint64_t> mask_bits;

@@ -54,13 +54,20 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
     return int64_t(at);
   };
   struct Offsets {
-    int64_t row_ptr, col_idx, kind, col_ptr, row_idx, csc_entry, mask_offset, mask_bits, q_pos, k_pos, q_index, k_index;
+    int64_t row_ptr, col_idx, kind, col_ptr, row_idx, csc_entry, mask_offset, mask_bits, q_pos, k_pos, q_index, k_index,
+        csc_kind, csc_moff;
   };
   std::vector<Offsets> offs;
   for (const BlockLayout* s : segs) {
+    std::vector<uint8_t> csc_kind(s->csc_entry.size());
+    std::vector<int64_t> csc_moff(s->csc_entry.size());
+    for (size_t c = 0; c < s->csc_entry.size(); ++c) {
+      csc_kind[c] = s->full[size_t(s->csc_entry[c])];
+      csc_moff[c] = s->mask_offset[size_t(s->csc_entry[c])];
+    }
     offs.push_back({put(s->row_ptr), put(s->col_idx), put(s->full), put(s->col_ptr), put(s->row_idx),
                     put(s->csc_entry), put(s->mask_offset), put(s->mask_bits), put(s->q_pos), put(s->k_pos),
-                    put(s->q_index), put(s->k_index)});
+                    put(s->q_index), put(s->k_index), put(csc_kind), put(csc_moff)});
   }
   const size_t table = (host.size() + 15) / 16 * 16;
   host.resize(table + segs.size() * sizeof(Segment));
@@ -95,6 +102,8 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
     d.csc_entry = static_cast<const int64_t*>(at(o.csc_entry));
     d.mask_offset = static_cast<const int64_t*>(at(o.mask_offset));
     d.mask_bits = static_cast<const uint64_t*>(at(o.mask_bits));
+    d.csc_kind = static_cast<const uint8_t*>(at(o.csc_kind));
+    d.csc_moff = static_cast<const int64_t*>(at(o.csc_moff));
     d.q_pos = static_cast<const int64_t*>(at(o.q_pos));
     d.k_pos = static_cast<const int64_t*>(at(o.k_pos));
     d.q_index = static_cast<const int64_t*>(at(o.q_index));

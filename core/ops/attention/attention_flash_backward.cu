@@ -57,26 +57,24 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
   for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
   if (n_steps > 0) {
-    auto prefetch = [&](const Step& st, int buf) -> uint64_t {
+    auto prefetch = [&](const Step& st, int buf) {  // (the forward's)
       load(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k);
       load(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v);
+      if (tid < kTile) stage_mask(s, st, tid, sMask + buf * kTile + tid);
       cp_async_commit();
-      return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
     };
     load(sQ, q + qt.qt0 * D, qt.q_len, q);
     load(sdO, dout + qt.qt0 * D, qt.q_len, dout);
     cp_async_commit();
     Step cur = qt.step(s, first, 0);
-    const uint64_t word0 = prefetch(cur, 0);
-    if (tid < kTile) sMask[tid] = word0;
+    prefetch(cur, 0);
 
     for (int64_t x = 0; x < n_steps; ++x) {
       const int buf = int(x & 1);
       Step next = cur;
-      uint64_t next_word = 0;  // the next step's mask word: its loads overlap this step's products
       if (x + 1 < n_steps) {
         next = qt.step(s, first, x + 1);
-        next_word = prefetch(next, buf ^ 1);
+        prefetch(next, buf ^ 1);
         cp_async_wait<1>();
       } else {
         cp_async_wait<0>();
@@ -139,7 +137,6 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
       }
       // dQ += dS K (dS rounded to T in registers; the scale is applied once at the end).
       mma_scores_tile<S, T, D>(acc, sc, tK, lane);
-      if (tid < kTile) sMask[(buf ^ 1) * kTile + tid] = next_word;
       __syncthreads();
       cur = next;
     }
@@ -225,7 +222,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   // This CTA's chunk of the list (chunk_steps is even, so a chunk starts on a query block).
   const int64_t x0 = chunk * p.chunk_steps, first = cp[j] + x0 / qtiles;
   const int64_t n_steps = min((cp[j + 1] - cp[j]) * qtiles - x0, p.chunk_steps);
-  const bool split = p.kv_chunks > 1;
+  const bool split = p.dk_acc != nullptr;  // dK, dV added into f32 sums (split lists, gathered keys)
   if (n_steps <= 0) cp_async_wait<0>();  // the copies land before the CTA's shared memory goes
   if (split && n_steps <= 0) return;  // the accumulators hold this chunk's zeros already
   const T* q = static_cast<const T*>(p.q) + base;
@@ -236,22 +233,23 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   T* dv = static_cast<T*>(p.dv) + kbase;
   const int kr0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);  // this thread's keys kr0, kr0 + 8
 
-  // Step x of the CSC list: entry at first + x / qtiles, query tile x % qtiles of its block.
+  // Step x of the CSC list: entry at first + x / qtiles, query tile x % qtiles of its block. Its
+  // fields are read at one index (csc_kind, csc_moff: no load waits on the entry's index).
   auto step = [&](int64_t x) {
     const int64_t at = first + (x >> qt_log2);
     Step st;
-    st.e = s.csc_entry[at];
+    st.e = -1;  // (not needed)
     st.i = s.row_idx[at];
     st.j = j;
     st.qt0 = st.i * s.block_q + (x & qt_log2) * kTile;
     st.q_len = clamp_len(min((st.i + 1) * s.block_q, p.N) - st.qt0);
     st.kt0 = kt0;
     st.kv_len = kv_len;
-    st.kind = s.kind[st.e];
-    st.moff = s.mask_offset[st.e];
+    st.kind = s.csc_kind[at];
+    st.moff = s.csc_moff[at];
     return st;
   };
-  auto prefetch = [&](const Step& st, int buf) -> uint64_t {
+  auto prefetch = [&](const Step& st, int buf) {
     if constexpr (kGather) {
       load(sQ + buf * kTile * S, q, sdO + buf * kTile * S, dout, p.map, st.qt0, st.q_len);
     } else {
@@ -268,8 +266,8 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
       const int r = tid - kTile;
       cp_async4(smem_u32(sDelta + buf * kTile + r), r < st.q_len ? delta + st.qt0 + r : delta, r < st.q_len);
     }
+    if (tid < kTile) stage_mask(s, st, tid, sMask + buf * kTile + tid);  // (slot free: see the forward)
     cp_async_commit();
-    return st.masked() && tid < kTile ? mask_word(s, st, tid) : uint64_t(0);
   };
 
   // wgmma descriptors, computed once (see the forward).
@@ -285,16 +283,14 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
 
   if (n_steps > 0) {
     Step cur = step(0);
-    const uint64_t word0 = prefetch(cur, 0);
-    if (tid < kTile) sMask[tid] = word0;
+    prefetch(cur, 0);
 
     for (int64_t x = 0; x < n_steps; ++x) {
       const int buf = int(x & 1);
       Step next = cur;
-      uint64_t next_word = 0;  // the next step's mask word: its loads overlap this step's products
       if (x + 1 < n_steps) {
         next = step(x + 1);
-        next_word = prefetch(next, buf ^ 1);
+        prefetch(next, buf ^ 1);
         cp_async_wait<1>();
       } else {
         cp_async_wait<0>();
@@ -496,7 +492,6 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
           }
         }
       }
-      if (tid < kTile) sMask[(buf ^ 1) * kTile + tid] = next_word;
       __syncthreads();
       cur = next;
     }
@@ -570,6 +565,30 @@ __global__ void lse_log2_kernel(int64_t n, const float* __restrict__ lse, float*
   if (i < n) out[i] = lse_in_log2(lse[i]);
 }
 
+// From the f32 sums of dk (rows 0 .. rows - 1 over every (batch, head), scaled) and of dv (the next
+// rows, unscaled), 4 elements a thread: their rows r of dk, dv, (bh, r % k_rows) written, or with
+// add_to, added into rows (bh, add_to[r % k_rows]) of tensors of out_rows rows (a segment over
+// gathered keys: add_to is injective, so each destination has one writer).
+template <typename T, int D>
+__global__ void kv_sums_kernel(int64_t rows, int64_t k_rows, int64_t out_rows, float scale, const float* __restrict__ acc,
+                               T* __restrict__ dk, T* __restrict__ dv, const int64_t* __restrict__ add_to) {
+  const int64_t x = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
+  if (x >= 2 * rows * D) return;
+  const bool is_v = x >= rows * D;
+  const int64_t e = is_v ? x - rows * D : x, row = e / D, bh = row / k_rows, r = row % k_rows;
+  const float f = is_v ? 1.f : scale;
+  const float4 a = *reinterpret_cast<const float4*>(acc + x);
+  float y[4] = {a.x * f, a.y * f, a.z * f, a.w * f};
+  uint2* at = reinterpret_cast<uint2*>((is_v ? dv : dk) + (bh * out_rows + (add_to ? add_to[r] : r)) * D + e % D);
+  if (add_to) {
+    const uint2 old = *at;
+    const T* ov = reinterpret_cast<const T*>(&old);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) y[i] += convert<float>(ov[i]);
+  }
+  *at = make_uint2(pack<T>(y[0], y[1]), pack<T>(y[2], y[3]));
+}
+
 // out = T(scale * acc), n elements (a multiple of 4: D is).
 template <typename T>
 __global__ void acc_round_kernel(int64_t n, float scale, const float* __restrict__ acc, T* __restrict__ out) {
@@ -640,7 +659,8 @@ void split_columns(Params& p, const Segment& s, int64_t bh, int ctas_per_sm) {
   const int64_t share = total / (int64_t(sms) * ctas_per_sm);
   if (longest <= std::max<int64_t>(16, share / 2)) return;
   // Chunks of an eighth of a share: more CTAs per head, so fewer heads' q and dO in flight at once
-  // (fixed attention at 16K on the H200: 1.55 ms fwd+bwd with half-share chunks, 1.44 with these).
+  // (fixed attention at 16K on the H200: 1.55 ms fwd+bwd with half-share chunks, 1.44 with these;
+  // 1.135 / 1.148 / 1.163 / 1.434 ms with these, 40, 64 and 128 steps, on 2026-12-04's kernels).
   const int64_t chunk = std::max<int64_t>(16, share / 8) / 2 * 2;
   p.chunk_steps = chunk;
   p.kv_chunks = (longest + chunk - 1) / chunk;
@@ -738,7 +758,7 @@ void set_backward(Params& p, const Tensor& lse, const Tensor& delta, const Tenso
 
 void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
               const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-              const Tensor& lse2_in, const Tensor& dq_sum) {
+              const Tensor& lse2_in, const Tensor& dq_sum, const int64_t* add_to) {
   const char* op = "sparse_attention_backward";
   const Shape4 sh = shape_of(q);
   Params p = params_of(s, scale, q, k);
@@ -750,6 +770,7 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
   dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
+    SPARTA_CHECK(!add_to || !deterministic_algorithms(), op, "the deterministic backward writes dk, dv (no add_to)");
     if (deterministic_algorithms()) {
       const unsigned grid = grid_of(sh.B * sh.H, s.n_keys, op);
       bool wg_det = false;
@@ -764,11 +785,11 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
     const bool own_dq = !dq_sum.defined();
     const int64_t n = dq_sums_size(q), nk = sh.B * sh.H * s.n_keys * D;
     split_columns(p, s, sh.B * sh.H, wg ? 3 : 2);
-    const bool split = p.kv_chunks > 1;
-    Tensor acc = Tensor::empty({(own_dq ? n : 0) + (split ? 2 * nk : 0)}, DType::f32, q.device());
+    const bool kv_sums = p.kv_chunks > 1 || add_to;  // dK, dV through f32 sums
+    Tensor acc = Tensor::empty({(own_dq ? n : 0) + (kv_sums ? 2 * nk : 0)}, DType::f32, q.device());
     float* sums = static_cast<float*>(acc.data_ptr());
     p.dq_acc = own_dq ? sums : static_cast<float*>(dq_sum.data_ptr());
-    if (split) {
+    if (kv_sums) {
       p.dk_acc = sums + (own_dq ? n : 0);
       p.dv_acc = p.dk_acc + nk;
     }
@@ -780,9 +801,12 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
     }
     if (!wg) launch(dkdv_kernel<T, D, true>, grid, dkdv_smem<T, D, true>(), p, op);
     if (own_dq) round_sums<T>(p.dq_acc, p.scale, dq, op);
-    if (split) {
-      round_acc<T>(nk, p.scale, p.dk_acc, dk, op);
-      round_acc<T>(nk, 1.f, p.dv_acc, dv, op);
+    if (kv_sums) {  // dk and dv in one launch
+      const int64_t rows = sh.B * sh.H * s.n_keys;
+      kv_sums_kernel<T, D><<<unsigned((2 * rows * D / 4 + 255) / 256), 256, 0, stream()>>>(
+          rows, s.n_keys, dk.shape(2), p.scale, p.dk_acc, static_cast<T*>(dk.data_ptr()), static_cast<T*>(dv.data_ptr()),
+          add_to);
+      SPARTA_CUDA_LAUNCH_CHECK(op);
     }
   });
 }

@@ -37,11 +37,17 @@ constexpr int kMaxSegments = 8;
 
 unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
 
-// dst[bh, r] = src[bh, pos[r]] for r < dst_rows, in 16-byte chunks (`chunks` per row).
-__global__ void gather_rows_kernel(const uint4* src, uint4* dst, const int64_t* pos, int64_t total, int64_t src_rows,
-                                   int64_t dst_rows, int chunks) {
-  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (x >= total) return;
+// dst[bh, r] = src[bh, pos[r]] for r < dst_rows, in 16-byte chunks (`chunks` per row); with src2,
+// dst2 (threads total .. 2 total - 1) the same rows of a second matrix (k and v in one launch).
+__global__ void gather_rows_kernel(const uint4* src, uint4* dst, const uint4* src2, uint4* dst2, const int64_t* pos,
+                                   int64_t total, int64_t src_rows, int64_t dst_rows, int chunks) {
+  int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= total) {
+    if (!src2 || x >= 2 * total) return;
+    x -= total;
+    src = src2;
+    dst = dst2;
+  }
   const int64_t c = x % chunks, r = (x / chunks) % dst_rows, bh = x / chunks / dst_rows;
   dst[x] = src[(bh * src_rows + pos[r]) * chunks + c];
 }
@@ -119,16 +125,24 @@ __global__ void merge_kernel(const MergeArgs a, T* o, float* lse, int64_t total,
 
 int64_t bh_of(const Tensor& t) { return t.shape(0) * t.shape(1); }
 
-// x's rows in the order `pos` gives (rows of them); x itself when pos is null.
-Tensor gather_rows(const Tensor& x, const int64_t* pos, int64_t rows, const char* op) {
-  if (!pos) return x;
-  Tensor y = Tensor::empty({x.shape(0), x.shape(1), rows, x.shape(3)}, x.dtype(), x.device());
+// x's rows in the order `pos` gives (rows of them); x itself when pos is null. With x2 (of x's
+// shape), its rows too, into *y2, in the same launch.
+Tensor gather_rows(const Tensor& x, const int64_t* pos, int64_t rows, const char* op, const Tensor* x2 = nullptr,
+                   Tensor* y2 = nullptr) {
+  if (!pos) {
+    if (x2) *y2 = *x2;
+    return x;
+  }
+  auto like = [&](const Tensor& t) { return Tensor::empty({t.shape(0), t.shape(1), rows, t.shape(3)}, t.dtype(), t.device()); };
+  Tensor y = like(x);
+  if (x2) *y2 = like(*x2);
   const int chunks = int(x.shape(3) * dtype_size(x.dtype()) / 16);
   const int64_t total = bh_of(x) * rows * chunks;
   if (total == 0) return y;
-  gather_rows_kernel<<<blocks_for(total), kThreads, 0, stream()>>>(static_cast<const uint4*>(x.data_ptr()),
-                                                                   static_cast<uint4*>(y.data_ptr()), pos, total,
-                                                                   x.shape(2), rows, chunks);
+  gather_rows_kernel<<<blocks_for(x2 ? 2 * total : total), kThreads, 0, stream()>>>(
+      static_cast<const uint4*>(x.data_ptr()), static_cast<uint4*>(y.data_ptr()),
+      x2 ? static_cast<const uint4*>(x2->data_ptr()) : nullptr, x2 ? static_cast<uint4*>(y2->data_ptr()) : nullptr, pos,
+      total, x.shape(2), rows, chunks);
   SPARTA_CUDA_LAUNCH_CHECK(op);
   return y;
 }
@@ -185,7 +199,8 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
   if (dl.n_segments == 2 && is_plain(dl.host_segments[0], N) && pairs_with_first(dl.host_segments[0], dl.host_segments[1])) {
     // One walk over both rows (fixed attention: the block's own keys, then the summary keys).
     const Segment& s2 = dl.host_segments[1];
-    const Tensor k2 = gather_rows(k, s2.k_pos, s2.n_keys, op), v2 = gather_rows(v, s2.k_pos, s2.n_keys, op);
+    Tensor v2;
+    const Tensor k2 = gather_rows(k, s2.k_pos, s2.n_keys, op, &v, &v2);
     return forward_pair(dl.host_segments[0], &s2, scale, q, k, v, k2, v2, o, lse);
   }
   if (dl.n_segments == 2 && is_plain(dl.host_segments[0], N) && reads_in_place(dl.host_segments[1], q)) {
@@ -209,7 +224,8 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
       forward_in_place(s, scale, q, k, v, outs.back(), lses.back());
     } else {
       const Tensor qs = gather_rows(q, ord.q_pos, ord.q_rows, op);
-      const Tensor ks = gather_rows(k, ord.k_pos, ord.k_rows, op), vs = gather_rows(v, ord.k_pos, ord.k_rows, op);
+      Tensor vs;
+      const Tensor ks = gather_rows(k, ord.k_pos, ord.k_rows, op, &v, &vs);
       forward(s, scale, qs, ks, vs, outs.back(), lses.back());
     }
     a.o[i] = outs.back().data_ptr();
@@ -253,11 +269,11 @@ void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, cons
       backward(s, scale, q, k, v, lse, delta, dout, dq, dk, dv, lse2, sums);
       continue;
     }
-    const Tensor ks = gather_rows(k, s.k_pos, s.n_keys, op), vs = gather_rows(v, s.k_pos, s.n_keys, op);
-    Tensor gk = Tensor::empty(ks.shape(), k.dtype(), k.device()), gv = Tensor::empty(vs.shape(), v.dtype(), v.device());
-    backward(s, scale, q, ks, vs, lse, delta, dout, dq, gk, gv, lse2, sums);
-    add_rows(gk, dk, s.k_pos, op);
-    add_rows(gv, dv, s.k_pos, op);
+    // Keys gathered in the segment's order (fixed attention's summary keys): their dk, dv are
+    // added into the rows they came from by the backward itself.
+    Tensor vs;
+    const Tensor ks = gather_rows(k, s.k_pos, s.n_keys, op, &v, &vs);
+    backward(s, scale, q, ks, vs, lse, delta, dout, dq, dk, dv, lse2, sums, s.k_pos);
   }
   if (fused) round_dq_sums(sums, scale, dq);
   for (int i = 0; i < dl.n_segments; ++i) {
@@ -274,7 +290,8 @@ void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, cons
     const Order ord = order_of(s);
     const Tensor qs = gather_rows(q, ord.q_pos, ord.q_rows, op), dos = gather_rows(dout, ord.q_pos, ord.q_rows, op);
     const Tensor ls = gather_f32(lse, q, ord.q_pos, ord.q_rows, op), ds = gather_f32(delta, q, ord.q_pos, ord.q_rows, op);
-    const Tensor ks = gather_rows(k, ord.k_pos, ord.k_rows, op), vs = gather_rows(v, ord.k_pos, ord.k_rows, op);
+    Tensor vs;
+    const Tensor ks = gather_rows(k, ord.k_pos, ord.k_rows, op, &v, &vs);
     Tensor gq = Tensor::empty(qs.shape(), q.dtype(), q.device());
     Tensor gk = Tensor::empty(ks.shape(), k.dtype(), k.device()), gv = Tensor::empty(vs.shape(), v.dtype(), v.device());
     backward(s, scale, qs, ks, vs, ls, ds, dos, gq, gk, gv);

@@ -27,6 +27,10 @@ struct Segment {
   const int64_t* csc_entry;
   const int64_t* mask_offset;
   const uint64_t* mask_bits;
+  // kind and mask_offset of CSC position c's entry (csc_entry[c]): the backward reads a step's
+  // list fields at one index, with no load waiting on another.
+  const uint8_t* csc_kind;
+  const int64_t* csc_moff;
   const int64_t *q_pos, *k_pos, *q_index, *k_index;
   // attn::residue_stride: > 0 when q_pos and k_pos are both the residue-class order of this stride,
   // which the tensor-core kernels compute instead of reading (attn::ResidueOrder).

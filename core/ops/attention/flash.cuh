@@ -65,9 +65,11 @@ void forward_pair(const Segment& s, const Segment* s2, double scale, const Tenso
 // lse2: lse_log2(lse), or undefined to compute it here. dq_sum: undefined, or (fused backward only)
 // an f32 buffer of q's size (dq_sums) that this call adds its unscaled dq into instead of writing
 // dq, so that segments in one query order share it; round_dq_sums writes dq from it.
+// add_to (fused backward only): dk, dv are the layout's, in token order, and key row r's gradients
+// are added into their rows add_to[r] (a segment over gathered keys) instead of written.
 void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
               const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-              const Tensor& lse2 = Tensor(), const Tensor& dq_sum = Tensor());
+              const Tensor& lse2 = Tensor(), const Tensor& dq_sum = Tensor(), const int64_t* add_to = nullptr);
 // lse log2(e), +inf where lse = -inf: the dk/dv kernel's form.
 Tensor lse_log2(const Tensor& lse);
 // A zeroed f32 tensor of q's size, and dq = q's dtype(scale * sums).

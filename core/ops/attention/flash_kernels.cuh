@@ -32,10 +32,10 @@
 // Masks: per step (one 64 x 64 tile pair) each query row of the tile gets one 64-bit word, bit c
 // set when key c of the tile is allowed: kFull allows every key (inside the sequence), kCausal
 // k <= q, kPartial copies the entry's precomputed bits (BlockLayout::mask_bits), and rows/keys
-// past the sequence end are cleared. A step's words are loaded when its tiles are prefetched (in
-// registers, so the loads of partial entries' bits overlap the current step's products), stored
-// to shared memory after the current step, and only consulted when the step needs them (a full
-// interior tile skips the mask).
+// past the sequence end are cleared. A step's words go to shared memory when its tiles are
+// prefetched, a partial entry's as asynchronous copies in the tiles' group (stage_mask), so the
+// loads of its bits overlap the current step's products; they are only consulted when the step
+// needs them (a full interior tile skips the mask).
 //
 // Shared memory rows are padded to D + 8 elements, so the 8 rows an ldmatrix reads fall in
 // different banks (a 128- or 256-byte stride would put them all in the same ones).
@@ -79,6 +79,9 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool v
 }
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async8(uint32_t dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(src));
 }
 // Starts moving the 128-byte line at p towards L2 (no register waits for it).
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
@@ -435,6 +438,23 @@ __device__ __forceinline__ uint64_t mask_word(const Segment& s, const Step& st, 
   uint64_t bits = w[0] >> sh;
   if (sh != 0 && sh + st.kv_len > 64) bits |= w[1] << (64 - sh);  // only read a word that holds our bits
   return bits & valid;
+}
+
+// Row r's mask word of step st into *dst (shared memory), issued with the step's tile loads and
+// ready when they are: a partial entry's row that is one whole word (every row of a full-length
+// key tile: BlockLayout keeps each entry's bits word-aligned) as an asynchronous copy, so its
+// latency overlaps the current step (loaded into a register, the shifts after the load had been
+// the kernels' longest single stall: 4% of the dk/dv kernel's samples at fixed 16K, H200); any
+// other word computed here. Unmasked steps read no word and get none.
+__device__ __forceinline__ void stage_mask(const Segment& s, const Step& st, int r, uint64_t* dst) {
+  if (!st.masked()) return;
+  if (st.kind == BlockLayout::kPartial && r < st.q_len && st.kv_len == kTile) {
+    // The tile's offsets in its block are 0 or 64, its row's under 128: 32-bit arithmetic.
+    const int cols = int(min(s.block_k, s.n_keys - st.j * s.block_k));
+    const int off = (int(st.qt0 - st.i * s.block_q) + r) * cols + int(st.kt0 - st.j * s.block_k);
+    if (((st.moff + off) & 63) == 0) return cp_async8(smem_u32(dst), s.mask_bits + ((st.moff + off) >> 6));
+  }
+  *dst = mask_word(s, st, r);
 }
 
 struct Params {
