@@ -59,6 +59,10 @@ std::shared_ptr<const DeviceLayout> upload(const BlockLayout& L, Device dev) {
   };
   std::vector<Offsets> offs;
   for (const BlockLayout* s : segs) {
+    // The flash kernels pack a step's list fields in 32 bits: a block index times 8, a mask offset in words.
+    SPARTA_CHECK(std::max(s->n_qblocks, s->n_kblocks) < (int64_t(1) << 29) && s->mask_bits.size() < (size_t(1) << 32),
+                 "sparse_attention", "a layout too large for the GPU kernels: ", s->n_qblocks, " x ", s->n_kblocks,
+                 " blocks, ", s->mask_bits.size(), " mask words");
     std::vector<uint8_t> csc_kind(s->csc_entry.size());
     std::vector<int64_t> csc_moff(s->csc_entry.size());
     for (size_t c = 0; c < s->csc_entry.size(); ++c) {

@@ -61,10 +61,39 @@ __global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ?
   T* o = static_cast<T*>(p.o) + base;
   float* lse = p.lse_out + qt.bh * p.N;
   const int r0 = w * 16 + (lane >> 2), c0 = 2 * (lane & 3);  // this thread's rows r0, r0 + 8
-  auto step = [&](int64_t x) {
-    if (x < n1) return qt.step(s, first, x);
-    Step st = qt.step(p.s2, first2, x - n1);
-    st.seg = 1;
+  // Step x: entry x / (block_k / 64) of the row (then of the second segment's), key tile x % that
+  // of its block. The fields of 32 steps at a time are read together, lane l of each warp holding
+  // step base + l's (key block * 8 + segment * 4 + kind, mask offset in words), and a step takes
+  // its own by shuffles (read step by step, the loads stalled each step's prefetch).
+  uint32_t lane_jk = 0, lane_mword = 0;
+  auto read_fields = [&](int64_t base) {
+    if constexpr (kMerge) return;
+    const int64_t x = base + lane;
+    if (x < n_steps) {
+      const bool two = x >= n1;  // (fields picked one by one: a reference to either segment copied it)
+      const int64_t e = two ? first2 + ((x - n1) >> (p.s2.block_k == 2 * kTile ? 1 : 0))
+                            : first + (x >> (s.block_k == 2 * kTile ? 1 : 0));
+      lane_jk = uint32_t((two ? p.s2.col_idx : s.col_idx)[e]) * 8u + (two ? 4u : 0u) + (two ? p.s2.kind : s.kind)[e];
+      lane_mword = uint32_t((two ? p.s2.mask_offset : s.mask_offset)[e] >> 6);
+    }
+  };
+  auto step = [&](int64_t x) {  // (its fields read: x is in the lanes' batch)
+    if constexpr (kMerge) return qt.step(s, first, x);  // (its own reads: the lanes' made it spill 84 bytes)
+    const int src = int(x & 31);
+    const uint32_t jk = __shfl_sync(0xffffffffu, lane_jk, src);
+    const bool two = jk & 4u;
+    const int64_t xs = two ? x - n1 : x, bk = two ? p.s2.block_k : s.block_k, nk = two ? p.s2.n_keys : s.n_keys;
+    Step st;
+    st.e = -1;  // (not needed)
+    st.i = qt.i;
+    st.j = jk >> 3;
+    st.qt0 = qt.qt0;
+    st.q_len = qt.q_len;
+    st.kt0 = st.j * bk + (bk == 2 * kTile ? (xs & 1) : 0) * kTile;
+    st.kv_len = clamp_len(min((st.j + 1) * bk, nk) - st.kt0);
+    st.kind = int(jk & 3u);
+    st.seg = two;
+    st.moff = int64_t(__shfl_sync(0xffffffffu, lane_mword, src)) << 6;  // (unread unless partial)
     return st;
   };
 
@@ -94,6 +123,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ?
     return st.masked() && tid < kTile ? mask_word(st.seg ? p.s2 : s, st, tid) : uint64_t(0);
   };
 
+  read_fields(0);
   Step cur = step(0);
   const uint64_t word0 = prefetch(cur, 0);
   if (tid < kTile) sMask[tid] = word0;
@@ -118,6 +148,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ?
     Step next = cur;
     uint64_t next_word = 0;  // the next step's mask word: its loads overlap this step's products
     if (x + 1 < n_steps) {
+      if (((x + 1) & 31) == 0) read_fields(x + 1);
       next = step(x + 1);
       next_word = prefetch(next, buf ^ 1);
       cp_async_wait<1>();
