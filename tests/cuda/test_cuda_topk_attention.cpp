@@ -53,7 +53,8 @@ struct Result {
   Tensor o, lse, thr, dq, dk, dv;
 };
 
-// The primitive's three outputs, and the gradients through autograd, on one device.
+// The primitive's outputs (o, lse, thresholds, and on the tensor-core path the selection), and the
+// gradients through autograd, on one device.
 Result run_on(Device dev, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& gout, const LayoutPtr& L) {
   auto put = [&](const Tensor& t) { return dev.is_cuda() ? gpu(t) : clone(t); };
   Tensor qs = autograd::requires_grad(put(q)), ks = autograd::requires_grad(put(k)), vs = autograd::requires_grad(put(v));
@@ -62,7 +63,8 @@ Result run_on(Device dev, const Tensor& q, const Tensor& k, const Tensor& v, con
     autograd::NoGradGuard no_grad;
     const double scale = 1 / std::sqrt(double(q.shape(3)));
     Tensors out = run(std::make_shared<SparseAttention>(L, scale), {qs.detach(), ks.detach(), vs.detach()});
-    BOOST_REQUIRE_EQUAL(out.size(), 3u);
+    const bool flash = dev.is_cuda() && std::string(cuda::attention_kernel_for(*L, qs)) == "flash";
+    BOOST_REQUIRE_EQUAL(out.size(), flash ? 4u : 3u);
     r.lse = host(out[1]);
     r.thr = host(out[2]);
   }
@@ -273,6 +275,35 @@ BOOST_AUTO_TEST_CASE(the_backward_uses_the_saved_threshold, SPARTA_NEEDS_GPU) {
   }
   // The test means something: with its own threshold the gradient differs.
   BOOST_CHECK(max(abs(cast(want[0], DType::f64) - cast(plain[0], DType::f64))).item<double>() > 1e-3);
+}
+
+BOOST_AUTO_TEST_CASE(the_backward_runs_the_forwards_selection, SPARTA_NEEDS_GPU) {
+  // On the tensor cores the forward's selection is an output, and the backward runs it instead of
+  // selecting again: given k = 2's selection with k = 6's thresholds, it must give what selecting
+  // again from k = 2's thresholds gives, to the bit (deterministic backward), and differ from
+  // k = 6's own. A selection of another shape is refused.
+  auto L6 = top_k(6, 128)->layout(300, 64, 2), L2 = with_top_k(L6, 2);
+  auto bf = [](const Tensor& t) { return gpu(cast(t, DType::bf16)); };
+  Tensor q = bf(grid_random({2, 2, 300, 64}, DType::f32, 16)), k = bf(grid_random({2, 2, 300, 64}, DType::f32, 16)),
+         v = bf(random({2, 2, 300, 64})), dout = bf(random({2, 2, 300, 64}));
+  BOOST_REQUIRE_EQUAL(std::string(cuda::attention_kernel_for(*L6, q)), "flash");
+  autograd::NoGradGuard no_grad;
+  DeterministicScope deterministic(true);
+  const double scale = 0.125;
+  Tensors f6 = run(std::make_shared<SparseAttention>(L6, scale), {q, k, v});
+  Tensors f2 = run(std::make_shared<SparseAttention>(L2, scale), {q, k, v});
+  BOOST_REQUIRE_EQUAL(f6.size(), 4u);
+  BOOST_REQUIRE(f6[3].dtype() == DType::i64 && f6[3].numel() == f2[3].numel());
+  auto bwd = std::make_shared<SparseAttentionBackward>(L6, scale);
+  Tensors own = run(bwd, {q, k, v, f6[0], f6[1], dout, f6[2], f6[3]});
+  Tensors given = run(bwd, {q, k, v, f6[0], f6[1], dout, f6[2], f2[3]});
+  Tensors again = run(bwd, {q, k, v, f6[0], f6[1], dout, f2[2]});  // no selection: selects from k = 2's thresholds
+  const char* names[] = {"dq", "dk", "dv"};
+  for (int i = 0; i < 3; ++i)
+    check_exact(host(given[size_t(i)]), host(again[size_t(i)]), std::string("k = 2's selection: ") + names[i]);
+  BOOST_CHECK(max(abs(cast(host(own[0]), DType::f64) - cast(host(given[0]), DType::f64))).item<double>() > 1e-3);
+  Tensor short_sel = slice(f6[3], 0, 0, f6[3].numel() - 1);
+  BOOST_CHECK_THROW(run(bwd, {q, k, v, f6[0], f6[1], dout, f6[2], short_sel}), Error);
 }
 
 BOOST_AUTO_TEST_CASE(gradcheck_of_the_cuda_path, SPARTA_NEEDS_GPU) {

@@ -20,7 +20,7 @@ Tensors SparseAttention::eval_cpu(const Tensors& in) {
 Tensors SparseAttention::vjp(const Tensors& primals, const Tensors& cot, const std::vector<int>& argnums,
                              const Tensors& outputs) {
   Tensors in = {primals[0], primals[1], primals[2], outputs[0], outputs[1], cot[0]};
-  if (outputs.size() > 2) in.push_back(outputs[2]);
+  for (size_t i = 2; i < outputs.size(); ++i) in.push_back(outputs[i]);  // threshold, selection
   Tensors g = run(std::make_shared<SparseAttentionBackward>(layout_, scale_), in);
   Tensors picked;
   for (int a : argnums) picked.push_back(g[size_t(a)]);

@@ -6,7 +6,9 @@
 // q, k, v: (B, H, N, D), one dtype (f64, f32, bf16; accumulation in f32, or f64 for f64).
 // Outputs of the forward primitive: o (B, H, N, D) in the input dtype; lse (B, H, N) the row
 // log-sum-exp in the accumulation type (-inf for a row that sees no key), saved for backward;
-// for top-k layouts also the per-row score threshold (B, H, N).
+// for top-k layouts also the per-row score threshold (B, H, N), and where the tensor-core kernels
+// ran it, the selection they made (the kept keys' bits, i64 words), so that the backward runs the
+// same keys without selecting again.
 #include <memory>
 
 #include "core/attention/block_layout.h"
@@ -31,7 +33,7 @@ class SparseAttention : public Primitive {
   double scale_;
 };
 
-// Inputs q, k, v, o, lse, do [, threshold]; outputs dq, dk, dv. Deterministic: dk and dv are
+// Inputs q, k, v, o, lse, do [, threshold [, selection]]; outputs dq, dk, dv. Deterministic: dk and dv are
 // reduced per key block over the transposed lists, dq per query block, without atomics.
 class SparseAttentionBackward : public Primitive {
  public:
@@ -67,11 +69,15 @@ namespace cuda {
 // The layout comes as its shared_ptr: its arrays are copied to the device once per layout object
 // and cached while that object lives (weak_ptr keys).
 using LayoutPtr = std::shared_ptr<const attn::BlockLayout>;
+// selection (top-k on the tensor-core kernels): the forward sets it to the keys it kept (when not
+// null), the backward takes them instead of selecting again (when defined).
 void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
-                              const Tensor& o, const Tensor& lse, const Tensor& threshold);
+                              const Tensor& o, const Tensor& lse, const Tensor& threshold,
+                              Tensor* selection = nullptr);
 void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k,
                                const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& threshold,
-                               const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv);
+                               const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                               const Tensor& selection = Tensor());
 
 // Which kernels the two calls above run for layout L and input q (of the shape and dtype given):
 // "flash", the tensor-core kernels (attention_flash_*.cu; what they cover: flash.cuh), or "simple".

@@ -386,7 +386,7 @@ std::shared_ptr<const DeviceLayout> device_layout(const LayoutPtr& L, Device dev
 }
 
 void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
-                              const Tensor& o, const Tensor& lse, const Tensor& threshold) {
+                              const Tensor& o, const Tensor& lse, const Tensor& threshold, Tensor* selection) {
   const char* op = "sparse_attention";
   check_top_k(*L, lse, threshold, op);
   const Dims dm = dims_of(q);
@@ -394,7 +394,8 @@ void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q,
   const auto dl = device_layout(L, q.device());
   if (!flash::unsupported(*L, q, scale, {&k, &v, &o})) {
     if (threshold.defined()) {
-      topk::flash_forward(L, scale, q, k, v, o, lse, threshold);
+      const Tensor kept = topk::flash_forward(L, scale, q, k, v, o, lse, threshold);
+      if (selection) *selection = kept;
     } else {
       flash::forward_layout(*dl, scale, q, k, v, o, lse);
     }
@@ -421,7 +422,7 @@ void sparse_attention_forward(const LayoutPtr& L, double scale, const Tensor& q,
 
 void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                                const Tensor& o, const Tensor& lse, const Tensor& threshold, const Tensor& dout,
-                               const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+                               const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& selection) {
   const char* op = "sparse_attention_backward";
   check_top_k(*L, lse, threshold, op);
   const Dims dm = dims_of(q);
@@ -431,7 +432,7 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
   const bool use_flash = !flash::unsupported(*L, q, scale, {&k, &v, &o, &dout});
   ++(use_flash ? g_counts.flash_backward : g_counts.simple_backward);
   if (use_flash && threshold.defined()) {
-    return topk::flash_backward(L, scale, q, k, v, o, lse, threshold, dout, delta, dq, dk, dv);
+    return topk::flash_backward(L, scale, q, k, v, o, lse, threshold, dout, delta, dq, dk, dv, selection);
   }
   dispatch_slices(dm.D, op, [&](auto slices) {
     constexpr int DT = decltype(slices)::value;
@@ -471,8 +472,9 @@ Tensors SparseAttention::eval_cuda(const Tensors& in) {
   const Shape rows(q.shape().begin(), q.shape().end() - 1);
   Tensor o = Tensor::empty(q.shape(), q.dtype(), q.device());
   Tensor lse = Tensor::empty(rows, accumulation_dtype(q.dtype()), q.device());
-  Tensor threshold = layout_->top_k > 0 ? Tensor::empty(rows, lse.dtype(), q.device()) : Tensor();
-  cuda::sparse_attention_forward(layout_, scale_, q, k, v, o, lse, threshold);
+  Tensor threshold = layout_->top_k > 0 ? Tensor::empty(rows, lse.dtype(), q.device()) : Tensor(), selection;
+  cuda::sparse_attention_forward(layout_, scale_, q, k, v, o, lse, threshold, &selection);
+  if (selection.defined()) return {o, lse, threshold, selection};
   if (threshold.defined()) return {o, lse, threshold};
   return {o, lse};
 }
@@ -483,9 +485,9 @@ Tensors SparseAttentionBackward::eval_cuda(const Tensors& in) {
   const Device dev = c[0].device();
   Tensor dq = Tensor::empty(c[0].shape(), c[0].dtype(), dev), dk = Tensor::empty(c[1].shape(), c[1].dtype(), dev),
          dv = Tensor::empty(c[2].shape(), c[2].dtype(), dev);
-  const Tensor threshold = c.size() > 6 ? c[6] : Tensor();
+  const Tensor threshold = c.size() > 6 ? c[6] : Tensor(), selection = c.size() > 7 ? c[7] : Tensor();
   cuda::sparse_attention_backward(layout_, scale_, c[0], c[1], c[2], c[3], c[4], threshold, cast(c[5], c[0].dtype()),
-                                  dq, dk, dv);
+                                  dq, dk, dv, selection);
   return {dq, dk, dv};
 }
 

@@ -28,11 +28,13 @@ void thresholds(const attn::BlockLayout& L, const Segment& s, double scale, cons
 // Why it cannot take L at head dim D (nullptr: it can); flash::unsupported asks it for top-k layouts.
 const char* flash_unsupported(const attn::BlockLayout& L, int64_t D);
 // The cpu:: contracts (attention.h) for a layout flash::unsupported accepts; delta: (B H N) f32
-// scratch for the backward's row terms.
-void flash_forward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
-                   const Tensor& lse, const Tensor& threshold);
+// scratch for the backward's row terms. The forward returns its selection (the kept keys' bits);
+// the backward runs with it when given one (of this call's shape), else selects again from the
+// thresholds (the same keys: the same kernel's scores).
+Tensor flash_forward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                     const Tensor& lse, const Tensor& threshold);
 void flash_backward(const LayoutPtr& L, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                     const Tensor& o, const Tensor& lse, const Tensor& threshold, const Tensor& dout, const Tensor& delta,
-                    const Tensor& dq, const Tensor& dk, const Tensor& dv);
+                    const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& selection = Tensor());
 
 }  // namespace sparta::cuda::topk
