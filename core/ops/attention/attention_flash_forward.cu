@@ -18,14 +18,18 @@ constexpr size_t forward_smem() {
 }
 
 // q, k, v, o: (B, H, N, D); lse: (B, H, N). Grid: B * H * ceil(N / 64) CTAs of 128 threads.
-// kWg: the products on wgmma (sm_90a, D = 64), Q read from shared memory at every step. kGather:
+// kWg: the products on wgmma (sm_90a), Q read from shared memory at every step; at D = 128 each
+// tile is two 64-column halves (TileLoader), S sums its 8 k-steps over both and O is two 64 x 64
+// accumulators, one per half of V (2 CTAs per SM: 82 KB of shared memory each). kGather:
 // a residue-class segment on q, k, v in token order, its rows read through p.map (o, lse are
 // written in token order through it). kMerge: o and lse hold another segment's result for every row
 // (a residue-class segment's, written first), which the epilogue merges this one's into.
 template <typename T, int D, bool kWg, bool kGather = false, bool kMerge = false>
 // (The row map's arithmetic needs registers: kGather runs 4 CTAs per SM, where 5 spilled 136 bytes.)
-__global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ? 3 : 2)) forward_kernel(const Params p) {
-  constexpr int S = kStride<D, kWg>, KS = D / 16;
+__global__ void __launch_bounds__(kThreads, kWg ? (D == 128 ? 2 : kGather ? 4 : 5) : (D == 64 ? 3 : 2))
+    forward_kernel(const Params p) {
+  constexpr int S = kStride<D, kWg>, KS = D / 16, kHalves = D / 64;
+  static_assert(!kWg || !kGather || D == 64);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
   T* sQ = reinterpret_cast<T*>(smem);
@@ -167,11 +171,14 @@ __global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ?
       for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
     }
     if constexpr (kWg) {
-      const uint64_t dK = dK0 + buf * kDescTile;
+      const uint64_t dK = dK0 + buf * kHalves * kDescTile;
       wg_fence();
       wg_mma_ss<T, 0, 0, true>(sc, dQ, dK);
 #pragma unroll
-      for (int ks = 1; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(sc, dQ + ks * kDescK16, dK + ks * kDescK16);
+      for (int ks = 1; ks < KS; ++ks) {  // k-step ks: 16 columns of half ks / 4
+        const uint64_t at = ks / 4 * kDescTile + ks % 4 * kDescK16;
+        wg_mma_ss<T, 0, 0>(sc, dQ + at, dK + at);
+      }
       wg_commit();
       wg_wait<0>();
     } else {
@@ -237,10 +244,14 @@ __global__ void __launch_bounds__(kThreads, kWg ? (kGather ? 4 : 5) : (D == 64 ?
       uint32_t pa[4][4];
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) acc_to_a<T>(pa[kk], sc, kk);
-      const uint64_t dV = dV0 + buf * kDescTile;
+      const uint64_t dV = dV0 + buf * kHalves * kDescTile;
       wg_fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) wg_mma_rs<T, 1>(acc, pa[kk], dV + kk * kDescRows16);
+      for (int hf = 0; hf < kHalves; ++hf) {  // O's columns 64 hf .. from V's half hf
+        float (&o_half)[8][4] = *reinterpret_cast<float (*)[8][4]>(&acc[8 * hf]);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) wg_mma_rs<T, 1>(o_half, pa[kk], dV + hf * kDescTile + kk * kDescRows16);
+      }
       wg_commit();
       wg_wait<0>();
     } else {
@@ -373,11 +384,9 @@ void forward_pair(const Segment& s, const Segment* s2, double scale, const Tenso
   dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
-    if constexpr (D == 64) {
-      if (use_wgmma(D)) {
-        launch(forward_kernel<T, D, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, true>(), p, op);
-        return;
-      }
+    if (use_wgmma(64)) {  // (the device's test: at head dim 128 the forward runs on wgmma too)
+      launch(forward_kernel<T, D, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, true>(), p, op);
+      return;
     }
     launch(forward_kernel<T, D, false>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, false>(), p, op);
   });

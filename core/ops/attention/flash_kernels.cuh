@@ -2,9 +2,10 @@
 // Tensor-core block-sparse attention: FlashAttention-2 (Dao 2023) over a BlockLayout, bf16 and
 // f16 with f32 accumulation. What it covers: flash.cuh; attention_cuda.cu dispatches.
 //
-// Tiles of 64 rows, 4 warps, each warp 16 rows of the tile (the M of mma.m16n8k16). At head dim
-// 64 on sm_90 the same kernels (kWg) issue the products as wgmma m64n64k16 of the whole warpgroup
-// instead (see "wgmma" below); everything around the products is shared.
+// Tiles of 64 rows, 4 warps, each warp 16 rows of the tile (the M of mma.m16n8k16). On sm_90 the
+// same kernels (kWg: the forward at head dims 64 and 128, the backward at 64) issue the products
+// as wgmma m64n64k16 of the whole warpgroup instead (see "wgmma" below); everything around the
+// products is shared.
 //
 //   forward   one CTA per (batch, head, 64-query tile), over the tile's CSR entries (then over a
 //             second segment's, when forward_pair gives one: fixed attention's summary keys): K and V tiles
@@ -328,7 +329,8 @@ __device__ __forceinline__ float exp2_fast(float x) {
 }
 
 // Rows [row0, row0 + 64) of a (rows, D) matrix into a padded shared tile, or a swizzled wgmma
-// tile (kWg, D = 64); rows >= n_valid become zeros (no NaN from stale shared memory can reach a
+// tile (kWg: D = 64, or D = 128 as two 64-column halves of 8 KB, each its own swizzled tile, so
+// that a product over 64 columns reads one half as it reads a whole D = 64 tile); rows >= n_valid become zeros (no NaN from stale shared memory can reach a
 // product). Thread tid copies 16-byte chunk tid % (D / 8) of rows tid / (D / 8) + i * (rows per
 // pass): its source and destination offsets are fixed for the kernel and step by constants, so
 // they are computed once (the per-step address arithmetic was 40% of the forward's instructions).
@@ -337,13 +339,13 @@ struct TileLoader {
   static constexpr int kChunks = D / 8, kRowsPerPass = kThreads / kChunks, kPasses = kTile / kRowsPerPass;
   static constexpr uint32_t kDstStep = kRowsPerPass * (kWg ? 128 : (D + 8) * 2), kSrcStep = kRowsPerPass * D * 2;
   static_assert(kTile % kRowsPerPass == 0);
-  static_assert(!kWg || D == 64);
+  static_assert(!kWg || D == 64 || D == 128);
   uint32_t dst, src;  // bytes from the tile's start and from its first source row
   int row;
   __device__ explicit TileLoader(int tid) : row(tid / kChunks) {
     const int c = tid % kChunks;
-    // A 128-byte swizzle depends on the row mod 8 only: rows 16 apart share it.
-    dst = kWg ? swizzle_offset(row, c * 16) : uint32_t(row * (D + 8) * 2 + c * 16);
+    // A 128-byte swizzle depends on the row mod 8 only: rows 8 or 16 apart share it.
+    dst = kWg ? uint32_t(c / 8 * kTile * 128) + swizzle_offset(row, c % 8 * 16) : uint32_t(row * (D + 8) * 2 + c * 16);
     src = uint32_t(row * D * 2 + c * 16);
   }
   // `safe`: any valid address (the zero-filled chunks' source, which is not read).
@@ -572,7 +574,8 @@ void dispatch(DType dt, int64_t D, const char* op, F&& f) {
 }
 
 // Whether this call runs the wgmma kernels: head dim 64 on a compute capability 9.0 device (the
-// build's sm_90a code), unless SPARTA_FLASH_WGMMA=0 (for A/B comparisons).
+// build's sm_90a code), unless SPARTA_FLASH_WGMMA=0 (for A/B comparisons). (The forward asks with
+// 64 at head dim 128 too: its kernel covers both.)
 inline bool use_wgmma(int64_t D) {
   if (D != 64) return false;
   if (const char* v = std::getenv("SPARTA_FLASH_WGMMA"); v != nullptr && v[0] == '0') return false;

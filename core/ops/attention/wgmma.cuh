@@ -14,8 +14,9 @@ namespace sparta::cuda::flash {
 // not in registers) is read from shared memory through a descriptor, once per warpgroup rather
 // than once per warp as ldmatrix does. Accumulators and register A fragments have the layouts of
 // mma.m16n8k16 (warp w holds rows 16 w ..), so the softmax code is the same for both paths.
-// Tiles for wgmma are 64 rows of 128 bytes (D = 64), 1024-byte aligned, with the 128-byte swizzle:
-// 16-byte chunk c of row r sits at chunk c ^ (r % 8) of that row.
+// Tiles for wgmma are 64 rows of 128 bytes (D = 64; a D = 128 tile is two of them, one per
+// 64-column half), 1024-byte aligned, with the 128-byte swizzle: 16-byte chunk c of row r sits at
+// chunk c ^ (r % 8) of that row.
 
 __device__ __forceinline__ uint32_t swizzle_offset(int r, int byte_col) {
   return uint32_t(r * 128 + ((((byte_col >> 4) ^ r) & 7) << 4) + (byte_col & 15));
