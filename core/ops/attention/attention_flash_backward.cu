@@ -163,22 +163,30 @@ constexpr int kChunkQ = D <= 64 ? 64 : 32;
 
 template <typename T, int D, bool kDq, bool kWg = false>
 constexpr size_t dkdv_smem() {
-  // kWg adds the f32 dQ staging tile of the bulk reduce: 76800 bytes in all, which is exactly
-  // 3 CTAs per SM (with the 1 KB the driver reserves per CTA, 3 x 77824 = 228 KB).
+  // kWg adds the f32 dQ staging tile of the bulk reduce at D = 64: 76800 bytes in all, which is
+  // exactly 3 CTAs per SM (with the 1 KB the driver reserves per CTA, 3 x 77824 = 228 KB). At
+  // D = 128 the step's own Q and dO tiles take the staging (dQ_in_tiles), so two CTAs fit an SM.
   return size_t(6 * kTile * kStride<D, kWg>) * sizeof(T) + 2 * kTile * (2 * sizeof(float) + sizeof(uint64_t)) +
-         (kDq ? size_t(kTile * kStride<kTile, kWg>) * sizeof(T) : 0) + (kWg ? 1024 + kTile * D * sizeof(float) : 0);
+         (kDq ? size_t(kTile * kStride<kTile, kWg>) * sizeof(T) : 0) +
+         (kWg ? 1024 + (D == 64 ? kTile * D * sizeof(float) : 0) : 0);
 }
 
 // dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list;
 // kDq: also p.dq_acc += dS K for each of those query tiles. kWg: the products on wgmma (sm_90a,
-// D = 64): five with kDq, four without (the deterministic pass, whose dq kernel is mma.sync).
+// D = 64, or D = 128 with kDq: tiles of two 64-column halves as in the forward, dK and dV two
+// 64 x 64 accumulators each): five with kDq, four without (the deterministic pass, whose dq kernel
+// is mma.sync).
 // kGather: a residue-class segment on tensors in token order (q, k, v, dout, lse, delta read
 // through p.map), which adds its dk, dv into their rows (p.dq_acc stays in the segment's order).
 template <typename T, int D, bool kDq, bool kWg = false, bool kGather = false>
-__global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Params p) {
-  static_assert(!kWg || D == 64);
+__global__ void __launch_bounds__(kThreads, kWg && D == 64 ? 3 : 2) dkdv_kernel(const Params p) {
+  static_assert(!kWg || D == 64 || (D == 128 && kDq && !kGather));
   static_assert(!kGather || (kWg && kDq));
-  constexpr int S = kStride<D, kWg>, KS = D / 16, QC = kChunkQ<D>, NT = QC / 8, SDS = kStride<kTile, kWg>;
+  constexpr int S = kStride<D, kWg>, KS = D / 16, QC = kWg ? kTile : kChunkQ<D>, NT = QC / 8,
+                SDS = kStride<kTile, kWg>, kHalves = D / 64;
+  // The step's dQ staged in its own Q and dO tiles (free once dK's and dV's products are done)
+  // rather than a tile of its own; the next prefetch into them waits for the reduce to read them.
+  constexpr bool kStageInTiles = kWg && D == 128;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
   T* sK = reinterpret_cast<T*>(smem);
@@ -189,7 +197,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
   float* sDelta = sLse + 2 * kTile;                              // [2][64]
   uint64_t* sMask = reinterpret_cast<uint64_t*>(sDelta + 2 * kTile);  // [2][64]
   T* sdS = reinterpret_cast<T*>(sMask + 2 * kTile);  // kDq: [64 keys][SDS], dS^T (1024-aligned)
-  float* sdQ = reinterpret_cast<float*>(sdS + kTile * SDS);  // kWg: [64 queries][D] f32, dQ to reduce
+  float* sdQ = reinterpret_cast<float*>(sdS + kTile * SDS);  // kWg, D = 64: [64 queries][D] f32, dQ to reduce
 
   const Segment& s = p.s;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -289,6 +297,10 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
       const int buf = int(x & 1);
       Step next = cur;
       if (x + 1 < n_steps) {
+        if constexpr (kStageInTiles) {  // step x - 1's dQ staging is in buffer buf ^ 1
+          if (lane == 0) bulk_wait_read();
+          __syncthreads();
+        }
         next = step(x + 1);
         prefetch(next, buf ^ 1);
         cp_async_wait<1>();
@@ -316,14 +328,15 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
             for (int x2 = 0; x2 < 4; ++x2) st[nt][x2] = dpt[nt][x2] = 0.f;
         }
         if constexpr (kWg) {
-          const uint64_t dQb = dQ0 + buf * kDescTile, ddOb = ddO0 + buf * kDescTile;
+          const uint64_t dQb = dQ0 + buf * kHalves * kDescTile, ddOb = ddO0 + buf * kHalves * kDescTile;
           wg_fence();
           wg_mma_ss<T, 0, 0, true>(st, dKd, dQb);
           wg_mma_ss<T, 0, 0, true>(dpt, dVd, ddOb);
 #pragma unroll
-          for (int ks = 1; ks < KS; ++ks) {
-            wg_mma_ss<T, 0, 0>(st, dKd + ks * kDescK16, dQb + ks * kDescK16);
-            wg_mma_ss<T, 0, 0>(dpt, dVd + ks * kDescK16, ddOb + ks * kDescK16);
+          for (int ks = 1; ks < KS; ++ks) {  // k-step ks: 16 columns of half ks / 4
+            const uint64_t at = ks / 4 * kDescTile + ks % 4 * kDescK16;
+            wg_mma_ss<T, 0, 0>(st, dKd + at, dQb + at);
+            wg_mma_ss<T, 0, 0>(dpt, dVd + at, ddOb + at);
           }
           wg_commit();
           wg_wait<0>();
@@ -402,12 +415,17 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
             acc_to_a<T>(pa[kk], st, kk);
             acc_to_a<T>(da[kk], dpt, kk);
           }
-          const uint64_t dQb = dQ0 + buf * kDescTile, ddOb = ddO0 + buf * kDescTile;
+          const uint64_t dQb = dQ0 + buf * kHalves * kDescTile, ddOb = ddO0 + buf * kHalves * kDescTile;
           wg_fence();
 #pragma unroll
-          for (int kk = 0; kk < 4; ++kk) {
-            wg_mma_rs<T, 1>(gv, pa[kk], ddOb + kk * kDescRows16);
-            wg_mma_rs<T, 1>(gk, da[kk], dQb + kk * kDescRows16);
+          for (int hf = 0; hf < kHalves; ++hf) {  // dV's and dK's columns 64 hf .. from half hf
+            float (&gv_h)[8][4] = *reinterpret_cast<float (*)[8][4]>(&gv[8 * hf]);
+            float (&gk_h)[8][4] = *reinterpret_cast<float (*)[8][4]>(&gk[8 * hf]);
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+              wg_mma_rs<T, 1>(gv_h, pa[kk], ddOb + hf * kDescTile + kk * kDescRows16);
+              wg_mma_rs<T, 1>(gk_h, da[kk], dQb + hf * kDescTile + kk * kDescRows16);
+            }
           }
           wg_commit();
           if constexpr (!kDq) wg_wait<0>();  // no dQ to overlap: pa, da and the tiles are free after
@@ -444,11 +462,12 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) dqa[nt][0] = dqa[nt][1] = dqa[nt][2] = dqa[nt][3] = 0.f;
           }
-          if constexpr (kWg) {  // A = dS from dS^T (M-major), B = K (N-major): both transposed
+          if constexpr (kWg) {  // A = dS from dS^T (M-major), B = K's half (N-major): both transposed
+            const uint64_t dKh = dKd + half * kDescTile;
             wg_fence();
-            wg_mma_ss<T, 1, 1, true>(dqa, dSd, dKd);
+            wg_mma_ss<T, 1, 1, true>(dqa, dSd, dKh);
 #pragma unroll
-            for (int kk = 1; kk < 4; ++kk) wg_mma_ss<T, 1, 1>(dqa, dSd + kk * kDescRows16, dKd + kk * kDescRows16);
+            for (int kk = 1; kk < 4; ++kk) wg_mma_ss<T, 1, 1>(dqa, dSd + kk * kDescRows16, dKh + kk * kDescRows16);
             wg_commit();
             wg_wait<0>();  // dV and dK's group too: pa and da are free again
           } else {
@@ -470,17 +489,24 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
             // the same 4 KB of dq_acc, whose sums are tile-major in the accumulator layout
             // (dq_tiled, tile_round_kernel): 8 runs of 512 bytes, one 16-byte store per thread
             // each, which cover every bank once (row-major, the 8 rows of a store fell in the
-            // same 8 banks). Rows past the sequence add zeros there (their P is 0).
-            float* mine = sdQ + w * 16 * D;
-            if (lane == 0) bulk_wait_read();  // the warp's previous reduce has read these rows
-            __syncwarp();
+            // same 8 banks). Rows past the sequence add zeros there (their P is 0). At D = 128 a
+            // warp's 16 rows are [16 n-tiles][lane][4]: half h is its 4 KB from h * 4 KB.
+            float* mine;
+            if constexpr (kStageInTiles) {  // warps 0, 1 in the step's Q tile, 2, 3 in its dO tile
+              mine = reinterpret_cast<float*>((w < 2 ? sQ : sdO) + buf * kTile * S) + (w & 1) * 16 * D + half * 8 * 128;
+            } else {
+              mine = sdQ + w * 16 * D;
+              if (lane == 0) bulk_wait_read();  // the warp's previous reduce has read these rows
+              __syncwarp();
+            }
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt)
               *reinterpret_cast<float4*>(mine + (nt * 32 + lane) * 4) = make_float4(dqa[nt][0], dqa[nt][1], dqa[nt][2], dqa[nt][3]);
             fence_proxy_async();
             __syncwarp();
             float* tile = p.dq_acc + (bh * ((p.N + kTile - 1) / kTile) + cur.qt0 / kTile) * kTile * D;
-            if (lane == 0 && w * 16 < cur.q_len) bulk_reduce_add_f32(tile + w * 16 * D, mine, 16 * D * sizeof(float));
+            if (lane == 0 && w * 16 < cur.q_len)
+              bulk_reduce_add_f32(tile + w * 16 * D + half * 8 * 128, mine, 16 * 64 * sizeof(float));
           } else {
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
@@ -512,7 +538,12 @@ __global__ void __launch_bounds__(kThreads, kWg ? 3 : 2) dkdv_kernel(const Param
     }
   } else {
     // dK and dV through shared memory, in the Q and dO tiles (free: the loop ended on a barrier
-    // after every product; without steps, the K and V copies were waited for above).
+    // after every product; without steps, the K and V copies were waited for above; with the dQ
+    // staging in them, once its last reduces have read it).
+    if constexpr (kStageInTiles) {
+      if (lane == 0) bulk_wait_read();
+      __syncthreads();
+    }
     T* stage_k = sQ;
     T* stage_v = sQ + kTile * (D + 8);
     [[maybe_unused]] MappedRows<T, D> rows;
@@ -601,39 +632,39 @@ __global__ void acc_round_kernel(int64_t n, float scale, const float* __restrict
   }
 }
 
-// dq (B, H, N, 64) = T(scale * sums) from the wgmma backward's tile-major sums: per 64-row query
+// dq (B, H, N, D) = T(scale * sums) from the wgmma backward's tile-major sums: per 64-row query
 // tile (bh * n_tiles + t), per warp's 16 rows, [n-tile nt][lane][4], the thread's accumulators
 // (rows lane / 4 and + 8, columns 8 nt + 2 (lane % 4) and + 1). One CTA of 128 threads per tile:
-// 16-byte reads of the sums in order, a transpose through shared memory (rows of 72 floats: the
+// 16-byte reads of the sums in order, a transpose through shared memory (rows of D + 8 floats: the
 // 8-byte stores of a half warp fall in different banks), 16-byte row writes of dq.
 // kMapAdd: the sums of a residue-class segment (in its order) are added into dq's rows map(row)
 // (token order), which the other segments have written.
-template <typename T, bool kMapAdd = false>
+template <typename T, bool kMapAdd = false, int D = 64>
 __global__ void __launch_bounds__(128) tile_round_kernel(int64_t N, int64_t n_tiles, float scale,
                                                          const float* __restrict__ acc, T* __restrict__ out, RowMap map) {
-  constexpr int RS = 72;
+  constexpr int RS = D + 8, NT = D / 8;
   __shared__ __align__(16) float tile[kTile * RS];
   const int tid = threadIdx.x;
   const int64_t bh = blockIdx.x / n_tiles, t = blockIdx.x % n_tiles;
-  const float4* src = reinterpret_cast<const float4*>(acc) + int64_t(blockIdx.x) * kTile * 64 / 4;
+  const float4* src = reinterpret_cast<const float4*>(acc) + int64_t(blockIdx.x) * kTile * D / 4;
 #pragma unroll
-  for (int k = 0; k < 8; ++k) {
-    const int i = k * 128 + tid;  // chunk i: warp region i / 256, n-tile i / 32 % 8, lane i % 32
+  for (int k = 0; k < kTile * D / 4 / 128; ++k) {
+    const int i = k * 128 + tid;  // chunk i: warp region i / (32 NT), n-tile i / 32 % NT, lane i % 32
     const float4 a = src[i];
-    const int lane = i % 32, r = i / 256 * 16 + lane / 4, c = i / 32 % 8 * 8 + 2 * (lane % 4);
+    const int lane = i % 32, r = i / (32 * NT) * 16 + lane / 4, c = i / 32 % NT * 8 + 2 * (lane % 4);
     *reinterpret_cast<float2*>(tile + r * RS + c) = make_float2(a.x, a.y);
     *reinterpret_cast<float2*>(tile + (r + 8) * RS + c) = make_float2(a.z, a.w);
   }
   __syncthreads();
 #pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const int i = k * 128 + tid, r = i / 8, c = i % 8 * 8;  // row r, columns c .. c + 7
+  for (int k = 0; k < kTile * NT / 128; ++k) {
+    const int i = k * 128 + tid, r = i / NT, c = i % NT * 8;  // row r, columns c .. c + 7
     const int64_t row = t * kTile + r;
     if (row >= N) continue;
     const float4 a = *reinterpret_cast<const float4*>(tile + r * RS + c);
     const float4 b = *reinterpret_cast<const float4*>(tile + r * RS + c + 4);
     float x[8] = {a.x * scale, a.y * scale, a.z * scale, a.w * scale, b.x * scale, b.y * scale, b.z * scale, b.w * scale};
-    uint4* at = reinterpret_cast<uint4*>(out + (bh * N + (kMapAdd ? map(row) : row)) * 64 + c);
+    uint4* at = reinterpret_cast<uint4*>(out + (bh * N + (kMapAdd ? map(row) : row)) * D + c);
     if constexpr (kMapAdd) {
       const uint4 old = *at;
       const T* ov = reinterpret_cast<const T*>(&old);
@@ -678,7 +709,7 @@ void round_acc(int64_t n, float scale, const float* acc, const Tensor& out, cons
 
 // Whether the fused backward's dq sums are tile-major (the wgmma kernel's, tile_round_kernel) rather
 // than row-major, and their size in floats: whole 64-row tiles when tile-major.
-bool dq_tiled(const Tensor& q) { return q.shape(3) == 64 && use_wgmma(64); }
+bool dq_tiled(const Tensor& q) { return (q.shape(3) == 64 || q.shape(3) == 128) && use_wgmma(64); }
 int64_t dq_sums_size(const Tensor& q) {
   if (!dq_tiled(q)) return q.numel();
   return q.shape(0) * q.shape(1) * (q.shape(2) + kTile - 1) / kTile * kTile * q.shape(3);
@@ -691,8 +722,8 @@ void round_sums(const float* sums, float scale, const Tensor& dq, const char* op
   const int64_t N = dq.shape(2), n_tiles = (N + kTile - 1) / kTile, tiles = dq.shape(0) * dq.shape(1) * n_tiles;
   if (tiles == 0) return;
   SPARTA_CHECK(tiles < (int64_t(1) << 31), op, "too many tiles for one launch: ", tiles);
-  tile_round_kernel<T><<<unsigned(tiles), 128, 0, stream()>>>(N, n_tiles, scale, sums, static_cast<T*>(dq.data_ptr()),
-                                                              RowMap{});
+  auto kernel = dq.shape(3) == 64 ? tile_round_kernel<T, false, 64> : tile_round_kernel<T, false, 128>;
+  kernel<<<unsigned(tiles), 128, 0, stream()>>>(N, n_tiles, scale, sums, static_cast<T*>(dq.data_ptr()), RowMap{});
   SPARTA_CUDA_LAUNCH_CHECK(op);
 }
 }  // namespace
@@ -781,10 +812,10 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
       launch(dq_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), dq_smem<T, D>(), p, op);
       return;
     }
-    const bool wg = D == 64 && use_wgmma(D);
+    const bool wg = use_wgmma(64);  // (at head dims 64 and 128: dq_tiled's)
     const bool own_dq = !dq_sum.defined();
     const int64_t n = dq_sums_size(q), nk = sh.B * sh.H * s.n_keys * D;
-    split_columns(p, s, sh.B * sh.H, wg ? 3 : 2);
+    split_columns(p, s, sh.B * sh.H, wg && D == 64 ? 3 : 2);
     const bool kv_sums = p.kv_chunks > 1 || add_to;  // dK, dV through f32 sums
     Tensor acc = Tensor::empty({(own_dq ? n : 0) + (kv_sums ? 2 * nk : 0)}, DType::f32, q.device());
     float* sums = static_cast<float*>(acc.data_ptr());
@@ -796,10 +827,11 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
     if (acc.numel() > 0)
       SPARTA_CUDA_CHECK(op, cudaMemsetAsync(sums, 0, size_t(acc.numel()) * sizeof(float), stream()));
     const unsigned grid = grid_of(sh.B * sh.H * p.kv_chunks, s.n_keys, op);
-    if constexpr (D == 64) {
-      if (wg) launch(dkdv_kernel<T, D, true, true>, grid, dkdv_smem<T, D, true, true>(), p, op);
+    if (wg) {
+      launch(dkdv_kernel<T, D, true, true>, grid, dkdv_smem<T, D, true, true>(), p, op);
+    } else {
+      launch(dkdv_kernel<T, D, true>, grid, dkdv_smem<T, D, true>(), p, op);
     }
-    if (!wg) launch(dkdv_kernel<T, D, true>, grid, dkdv_smem<T, D, true>(), p, op);
     if (own_dq) round_sums<T>(p.dq_acc, p.scale, dq, op);
     if (kv_sums) {  // dk and dv in one launch
       const int64_t rows = sh.B * sh.H * s.n_keys;

@@ -3,7 +3,7 @@
 // f16 with f32 accumulation. What it covers: flash.cuh; attention_cuda.cu dispatches.
 //
 // Tiles of 64 rows, 4 warps, each warp 16 rows of the tile (the M of mma.m16n8k16). On sm_90 the
-// same kernels (kWg: the forward at head dims 64 and 128, the backward at 64) issue the products
+// same kernels (kWg: head dims 64 and 128; the deterministic dK/dV pass at 64) issue the products
 // as wgmma m64n64k16 of the whole warpgroup instead (see "wgmma" below); everything around the
 // products is shared.
 //
@@ -574,8 +574,8 @@ void dispatch(DType dt, int64_t D, const char* op, F&& f) {
 }
 
 // Whether this call runs the wgmma kernels: head dim 64 on a compute capability 9.0 device (the
-// build's sm_90a code), unless SPARTA_FLASH_WGMMA=0 (for A/B comparisons). (The forward asks with
-// 64 at head dim 128 too: its kernel covers both.)
+// build's sm_90a code), unless SPARTA_FLASH_WGMMA=0 (for A/B comparisons). (The forward and the
+// fused backward ask with 64 at head dim 128 too: their kernels cover both.)
 inline bool use_wgmma(int64_t D) {
   if (D != 64) return false;
   if (const char* v = std::getenv("SPARTA_FLASH_WGMMA"); v != nullptr && v[0] == '0') return false;
