@@ -173,20 +173,20 @@ constexpr size_t dkdv_smem() {
 
 // dv = sum P^T dO and dk = scale * sum dS^T Q over the query tiles of the key block's CSC list;
 // kDq: also p.dq_acc += dS K for each of those query tiles. kWg: the products on wgmma (sm_90a,
-// D = 64, or D = 128 with kDq: tiles of two 64-column halves as in the forward, dK and dV two
-// 64 x 64 accumulators each): five with kDq, four without (the deterministic pass, whose dq kernel
-// is mma.sync).
+// D = 64 or 128: at 128 tiles of two 64-column halves as in the forward, dK and dV two 64 x 64
+// accumulators each): five with kDq, four without (the deterministic pass, whose dq kernel is
+// mma.sync).
 // kGather: a residue-class segment on tensors in token order (q, k, v, dout, lse, delta read
 // through p.map), which adds its dk, dv into their rows (p.dq_acc stays in the segment's order).
 template <typename T, int D, bool kDq, bool kWg = false, bool kGather = false>
 __global__ void __launch_bounds__(kThreads, kWg && D == 64 ? 3 : 2) dkdv_kernel(const Params p) {
-  static_assert(!kWg || D == 64 || (D == 128 && kDq && !kGather));
+  static_assert(!kWg || D == 64 || (D == 128 && !kGather));
   static_assert(!kGather || (kWg && kDq));
   constexpr int S = kStride<D, kWg>, KS = D / 16, QC = kWg ? kTile : kChunkQ<D>, NT = QC / 8,
                 SDS = kStride<kTile, kWg>, kHalves = D / 64;
   // The step's dQ staged in its own Q and dO tiles (free once dK's and dV's products are done)
   // rather than a tile of its own; the next prefetch into them waits for the reduce to read them.
-  constexpr bool kStageInTiles = kWg && D == 128;
+  constexpr bool kStageInTiles = kWg && kDq && D == 128;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
   T* sK = reinterpret_cast<T*>(smem);
@@ -804,11 +804,11 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
     SPARTA_CHECK(!add_to || !deterministic_algorithms(), op, "the deterministic backward writes dk, dv (no add_to)");
     if (deterministic_algorithms()) {
       const unsigned grid = grid_of(sh.B * sh.H, s.n_keys, op);
-      bool wg_det = false;
-      if constexpr (D == 64) {
-        if ((wg_det = use_wgmma(D))) launch(dkdv_kernel<T, D, false, true>, grid, dkdv_smem<T, D, false, true>(), p, op);
+      if (use_wgmma(64)) {  // (at head dims 64 and 128)
+        launch(dkdv_kernel<T, D, false, true>, grid, dkdv_smem<T, D, false, true>(), p, op);
+      } else {
+        launch(dkdv_kernel<T, D, false>, grid, dkdv_smem<T, D, false>(), p, op);
       }
-      if (!wg_det) launch(dkdv_kernel<T, D, false>, grid, dkdv_smem<T, D, false>(), p, op);
       launch(dq_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), dq_smem<T, D>(), p, op);
       return;
     }

@@ -10,8 +10,8 @@
 //   place at head dim 64 on wgmma, and merges them);
 //   top-k over one segment in token order whose rows fit the selection (attention_topk_flash.cu:
 //   the selection becomes a partial entry's mask of a per-(batch, head) copy of the layout).
-// On a compute capability 9.0 GPU they run on wgmma at head dims 64 and 128 (the deterministic
-// backward's dK/dV pass at 64 only; SPARTA_FLASH_WGMMA=0 keeps mma.sync, for A/B comparisons).
+// On a compute capability 9.0 GPU they run on wgmma at head dims 64 and 128 (all but the
+// deterministic backward's dQ pass; SPARTA_FLASH_WGMMA=0 keeps mma.sync, for A/B comparisons).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 

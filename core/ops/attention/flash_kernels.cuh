@@ -3,7 +3,7 @@
 // f16 with f32 accumulation. What it covers: flash.cuh; attention_cuda.cu dispatches.
 //
 // Tiles of 64 rows, 4 warps, each warp 16 rows of the tile (the M of mma.m16n8k16). On sm_90 the
-// same kernels (kWg: head dims 64 and 128; the deterministic dK/dV pass at 64) issue the products
+// same kernels (kWg: head dims 64 and 128; not the deterministic dQ pass) issue the products
 // as wgmma m64n64k16 of the whole warpgroup instead (see "wgmma" below); everything around the
 // products is shared.
 //
