@@ -206,7 +206,7 @@ BOOST_AUTO_TEST_CASE(flash_several_segments, SPARTA_NEEDS_GPU) {
   }
 }
 
-// Strided attention's residue-class segment: at head dim 64 on Hopper (wgmma) the kernels read its
+// Strided attention's residue-class segment: on Hopper (wgmma, head dims 64 and 128) the kernels read its
 // rows of q, k, v, dO, lse and delta through the permutation and add its gradients into token
 // order themselves (forward_in_place, backward_in_place); elsewhere it runs on gathered copies.
 // Both ways must agree with the CPU (check_case), on ragged classes too.
@@ -214,9 +214,11 @@ BOOST_AUTO_TEST_CASE(flash_strided_reads_its_rows_in_place, SPARTA_NEEDS_GPU) {
   const bool hopper = cuda::compute_capability(0) == 90;
   for (int64_t n : {1000, 4099})
     for (const PatternCase& c : {PatternCase{"strided 33", strided(33)}, PatternCase{"strided 64", strided(64)}}) {
-      const int64_t before = cuda::attention_kernel_counts().flash_in_place;
-      check_case(c, 2, 3, n, 64, 64, DType::bf16);
-      BOOST_CHECK_EQUAL(cuda::attention_kernel_counts().flash_in_place - before, hopper ? 2 : 0);
+      for (int64_t d : {64, 128}) {
+        const int64_t before = cuda::attention_kernel_counts().flash_in_place;
+        check_case(c, 2, 3, n, 64, d, DType::bf16);
+        BOOST_CHECK_EQUAL(cuda::attention_kernel_counts().flash_in_place - before, hopper ? 2 : 0);
+      }
       {
         WgmmaOverride off("0");
         const int64_t before_copies = cuda::attention_kernel_counts().flash_in_place;

@@ -180,7 +180,7 @@ constexpr size_t dkdv_smem() {
 // through p.map), which adds its dk, dv into their rows (p.dq_acc stays in the segment's order).
 template <typename T, int D, bool kDq, bool kWg = false, bool kGather = false>
 __global__ void __launch_bounds__(kThreads, kWg && D == 64 ? 3 : 2) dkdv_kernel(const Params p) {
-  static_assert(!kWg || D == 64 || (D == 128 && !kGather));
+  static_assert(!kWg || D == 64 || D == 128);
   static_assert(!kGather || (kWg && kDq));
   constexpr int S = kStride<D, kWg>, KS = D / 16, QC = kWg ? kTile : kChunkQ<D>, NT = QC / 8,
                 SDS = kStride<kTile, kWg>, kHalves = D / 64;
@@ -856,12 +856,13 @@ void backward_in_place(const Segment& s, double scale, const Tensor& q, const Te
   p.dq_acc = static_cast<float*>(sums.data_ptr());
   const int64_t n_tiles = (sh.N + kTile - 1) / kTile, tiles = sh.B * sh.H * n_tiles;
   SPARTA_CHECK(tiles < (int64_t(1) << 31), op, "too many tiles for one launch: ", tiles);
-  by_dtype(q.dtype(), op, [&](auto tag) {
+  dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
-    launch(dkdv_kernel<T, 64, true, true, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, 64, true, true>(), p,
+    constexpr int D = decltype(dim)::value;
+    launch(dkdv_kernel<T, D, true, true, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, true, true>(), p,
            op);
-    tile_round_kernel<T, true><<<unsigned(tiles), 128, 0, stream()>>>(sh.N, n_tiles, p.scale, p.dq_acc,
-                                                                      static_cast<T*>(dq.data_ptr()), p.map);
+    tile_round_kernel<T, true, D><<<unsigned(tiles), 128, 0, stream()>>>(sh.N, n_tiles, p.scale, p.dq_acc,
+                                                                         static_cast<T*>(dq.data_ptr()), p.map);
     SPARTA_CUDA_LAUNCH_CHECK(op);
   });
   count_in_place_launch();

@@ -29,7 +29,6 @@ template <typename T, int D, bool kWg, bool kGather = false, bool kMerge = false
 __global__ void __launch_bounds__(kThreads, kWg ? (D == 128 ? 2 : kGather ? 4 : 5) : (D == 64 ? 3 : 2))
     forward_kernel(const Params p) {
   constexpr int S = kStride<D, kWg>, KS = D / 16, kHalves = D / 64;
-  static_assert(!kWg || !kGather || D == 64);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = kWg ? align_1024(smem_raw) : smem_raw;
   T* sQ = reinterpret_cast<T*>(smem);
@@ -328,7 +327,9 @@ std::atomic<int64_t> g_in_place_launches{0};
 int64_t in_place_launches() { return g_in_place_launches.load(); }
 void count_in_place_launch() { ++g_in_place_launches; }
 
-bool reads_in_place(const Segment& s, const Tensor& q) { return s.residue_stride > 0 && q.shape(3) == 64 && use_wgmma(64); }
+bool reads_in_place(const Segment& s, const Tensor& q) {
+  return s.residue_stride > 0 && (q.shape(3) == 64 || q.shape(3) == 128) && use_wgmma(64);
+}
 
 void forward_in_place(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                       const Tensor& lse) {
@@ -337,9 +338,10 @@ void forward_in_place(const Segment& s, double scale, const Tensor& q, const Ten
   Params p = in_place_params(s, scale, q, k, v, op);
   p.o = o.data_ptr();
   p.lse_out = static_cast<float*>(lse.data_ptr());
-  by_dtype(q.dtype(), op, [&](auto tag) {
+  dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
-    launch(forward_kernel<T, 64, true, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, 64, true>(), p, op);
+    constexpr int D = decltype(dim)::value;
+    launch(forward_kernel<T, D, true, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, true>(), p, op);
   });
   count_in_place_launch();
 }
@@ -347,8 +349,8 @@ void forward_in_place(const Segment& s, double scale, const Tensor& q, const Ten
 void forward_merged(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                     const Tensor& lse) {
   const char* op = "sparse_attention";
-  SPARTA_CHECK(q.shape(3) == 64 && use_wgmma(64) && !s.q_pos && !s.k_pos, op,
-               "merging into a prior result takes a segment in token order, at head dim 64 on wgmma");
+  SPARTA_CHECK((q.shape(3) == 64 || q.shape(3) == 128) && use_wgmma(64) && !s.q_pos && !s.k_pos, op,
+               "merging into a prior result takes a segment in token order, at head dim 64 or 128 on wgmma");
   const Shape4 sh = shape_of(q);
   Params p = params_of(s, scale, q, k);
   p.q = q.data_ptr();
@@ -356,9 +358,10 @@ void forward_merged(const Segment& s, double scale, const Tensor& q, const Tenso
   p.v = v.data_ptr();
   p.o = o.data_ptr();
   p.lse_out = static_cast<float*>(lse.data_ptr());
-  by_dtype(q.dtype(), op, [&](auto tag) {
+  dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
-    launch(forward_kernel<T, 64, true, false, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, 64, true>(), p, op);
+    constexpr int D = decltype(dim)::value;
+    launch(forward_kernel<T, D, true, false, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, true>(), p, op);
   });
 }
 

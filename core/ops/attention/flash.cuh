@@ -7,7 +7,7 @@
 //   in every segment, block_q == block_k == 64 or 128 (a 128 block runs as 2 x 2 tiles of 64);
 //   up to max_segments() segments, each in token order, permuted, or over gathered keys
 //   (attention_flash_segments.cu runs them on gathered copies, or a residue-class segment in
-//   place at head dim 64 on wgmma, and merges them);
+//   place on wgmma, and merges them);
 //   top-k over one segment in token order whose rows fit the selection (attention_topk_flash.cu:
 //   the selection becomes a partial entry's mask of a per-(batch, head) copy of the layout).
 // On a compute capability 9.0 GPU they run on wgmma at head dims 64 and 128 (all but the
@@ -42,13 +42,13 @@ void forward(const Segment& s, double scale, const Tensor& q, const Tensor& k, c
              const Tensor& lse);
 
 // Whether the kernels read s's rows of tensors in token order through its permutation (a
-// residue-class segment, at head dim 64 on wgmma) instead of taking gathered copies.
+// residue-class segment, on wgmma) instead of taking gathered copies.
 bool reads_in_place(const Segment& s, const Tensor& q);
 // forward of such a segment: q, k, v, o, lse in token order (every row of o and lse written).
 void forward_in_place(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                       const Tensor& lse);
 // forward of a segment in token order whose result is merged into the one o and lse hold (every row:
-// a residue-class segment's from forward_in_place), at head dim 64 on wgmma.
+// a residue-class segment's from forward_in_place), on wgmma.
 void forward_merged(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                     const Tensor& lse);
 
