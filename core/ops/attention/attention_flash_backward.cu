@@ -165,7 +165,7 @@ template <typename T, int D, bool kDq, bool kWg = false>
 constexpr size_t dkdv_smem() {
   // kWg adds the f32 dQ staging tile of the bulk reduce at D = 64: 76800 bytes in all, which is
   // exactly 3 CTAs per SM (with the 1 KB the driver reserves per CTA, 3 x 77824 = 228 KB). At
-  // D = 128 the step's own Q and dO tiles take the staging (dQ_in_tiles), so two CTAs fit an SM.
+  // D = 128 the step's own Q and dO tiles take the staging (kStageInTiles), so two CTAs fit an SM.
   return size_t(6 * kTile * kStride<D, kWg>) * sizeof(T) + 2 * kTile * (2 * sizeof(float) + sizeof(uint64_t)) +
          (kDq ? size_t(kTile * kStride<kTile, kWg>) * sizeof(T) : 0) +
          (kWg ? 1024 + (D == 64 ? kTile * D * sizeof(float) : 0) : 0);
@@ -333,10 +333,9 @@ __global__ void __launch_bounds__(kThreads, kWg && D == 64 ? 3 : 2) dkdv_kernel(
           wg_mma_ss<T, 0, 0, true>(st, dKd, dQb);
           wg_mma_ss<T, 0, 0, true>(dpt, dVd, ddOb);
 #pragma unroll
-          for (int ks = 1; ks < KS; ++ks) {  // k-step ks: 16 columns of half ks / 4
-            const uint64_t at = ks / 4 * kDescTile + ks % 4 * kDescK16;
-            wg_mma_ss<T, 0, 0>(st, dKd + at, dQb + at);
-            wg_mma_ss<T, 0, 0>(dpt, dVd + at, ddOb + at);
+          for (int ks = 1; ks < KS; ++ks) {
+            wg_mma_ss<T, 0, 0>(st, dKd + k_step(ks), dQb + k_step(ks));
+            wg_mma_ss<T, 0, 0>(dpt, dVd + k_step(ks), ddOb + k_step(ks));
           }
           wg_commit();
           wg_wait<0>();
@@ -419,12 +418,10 @@ __global__ void __launch_bounds__(kThreads, kWg && D == 64 ? 3 : 2) dkdv_kernel(
           wg_fence();
 #pragma unroll
           for (int hf = 0; hf < kHalves; ++hf) {  // dV's and dK's columns 64 hf .. from half hf
-            float (&gv_h)[8][4] = *reinterpret_cast<float (*)[8][4]>(&gv[8 * hf]);
-            float (&gk_h)[8][4] = *reinterpret_cast<float (*)[8][4]>(&gk[8 * hf]);
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
-              wg_mma_rs<T, 1>(gv_h, pa[kk], ddOb + hf * kDescTile + kk * kDescRows16);
-              wg_mma_rs<T, 1>(gk_h, da[kk], dQb + hf * kDescTile + kk * kDescRows16);
+              wg_mma_rs<T, 1>(half_of(gv, hf), pa[kk], ddOb + hf * kDescTile + kk * kDescRows16);
+              wg_mma_rs<T, 1>(half_of(gk, hf), da[kk], dQb + hf * kDescTile + kk * kDescRows16);
             }
           }
           wg_commit();

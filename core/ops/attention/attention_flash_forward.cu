@@ -174,10 +174,7 @@ __global__ void __launch_bounds__(kThreads, kWg ? (D == 128 ? 2 : kGather ? 4 : 
       wg_fence();
       wg_mma_ss<T, 0, 0, true>(sc, dQ, dK);
 #pragma unroll
-      for (int ks = 1; ks < KS; ++ks) {  // k-step ks: 16 columns of half ks / 4
-        const uint64_t at = ks / 4 * kDescTile + ks % 4 * kDescK16;
-        wg_mma_ss<T, 0, 0>(sc, dQ + at, dK + at);
-      }
+      for (int ks = 1; ks < KS; ++ks) wg_mma_ss<T, 0, 0>(sc, dQ + k_step(ks), dK + k_step(ks));
       wg_commit();
       wg_wait<0>();
     } else {
@@ -246,11 +243,9 @@ __global__ void __launch_bounds__(kThreads, kWg ? (D == 128 ? 2 : kGather ? 4 : 
       const uint64_t dV = dV0 + buf * kHalves * kDescTile;
       wg_fence();
 #pragma unroll
-      for (int hf = 0; hf < kHalves; ++hf) {  // O's columns 64 hf .. from V's half hf
-        float (&o_half)[8][4] = *reinterpret_cast<float (*)[8][4]>(&acc[8 * hf]);
+      for (int hf = 0; hf < kHalves; ++hf)  // O's columns 64 hf .. from V's half hf
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) wg_mma_rs<T, 1>(o_half, pa[kk], dV + hf * kDescTile + kk * kDescRows16);
-      }
+        for (int kk = 0; kk < 4; ++kk) wg_mma_rs<T, 1>(half_of(acc, hf), pa[kk], dV + hf * kDescTile + kk * kDescRows16);
       wg_commit();
       wg_wait<0>();
     } else {

@@ -33,6 +33,17 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t smem_addr) {
 // 16 columns of a K-major tile, 16 rows of an MN-major one.
 constexpr uint64_t kDescTile = 64 * 128 / 16, kDescK16 = 32 / 16, kDescRows16 = 2048 / 16;
 
+// The descriptor offset of k-step ks (columns 16 ks ..) of a K-major tile stored as 64-column halves
+// (D = 128: steps 4 .. 7 are the second half's 0 .. 3).
+__device__ __forceinline__ uint64_t k_step(int ks) { return ks / 4 * kDescTile + ks % 4 * kDescK16; }
+
+// Columns 64 h .. 64 h + 63 of an accumulator of D / 8 n-tiles, as the 64-column accumulator one
+// m64n64 product takes (a D = 128 output is two of them).
+template <int NT>
+__device__ __forceinline__ float (&half_of(float (&acc)[NT][4], int h))[8][4] {
+  return *reinterpret_cast<float (*)[8][4]>(&acc[8 * h]);
+}
+
 // dst[0 .. bytes) += src[0 .. bytes) as f32, in global memory, by the copy engine (the adds happen
 // in L2, not as per-element atomics from the SM); src in shared memory, both 16-byte aligned,
 // bytes a multiple of 16. The issuing thread commits and later waits for the group.
