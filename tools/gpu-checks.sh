@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpu-checks.sh [tests|bench|attention|train8k|all] — on the lent GPU machine: runs the staged CUDA
 # parity tests and the GPU benchmarks, writing logs to $OUT (or ./gpu-out). How to stage and send:
-# docs/gpu.md. attention: the attention and decode benchmarks with PyTorch's SDPA and decode beside them;
+# docs/gpu.md. attention: the attention and decode benchmarks with PyTorch's SDPA and decode beside them,
+# then attention at head dim 128 (8 heads) with SDPA's;
 # train8k: issue 6's training comparison (T=8192, 8 layers, d_model 512, batch 4, bf16) by pattern.
 set -uo pipefail
 what=${1:-all}
@@ -34,6 +35,12 @@ if [[ $what == bench || $what == attention || $what == all ]]; then
   cat "$out/pytorch_decode.txt"
   timeout 200 python3 bench/pytorch_attention.py > "$out/pytorch_attention.txt" 2>&1; echo "pytorch_attention rc=$?"
   cat "$out/pytorch_attention.txt"
+  d128=(--heads 8 --dim 128)
+  timeout 300 bench_cuda_attention "${d128[@]}" > "$out/bench_cuda_attention_d128.txt" 2>&1; echo "bench_cuda_attention d128 rc=$?"
+  cat "$out/bench_cuda_attention_d128.txt"
+  timeout 200 python3 bench/pytorch_attention.py "${d128[@]}" > "$out/pytorch_attention_d128.txt" 2>&1
+  echo "pytorch_attention d128 rc=$?"
+  cat "$out/pytorch_attention_d128.txt"
 fi
 if [[ $what == train8k ]]; then
   shape=(--seq 8192 --layers 8 --d-model 512 --heads 8 --batch 4 --vocab 256)
