@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const Params p) {
   for (int nt = 0; nt < D / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
   if (n_steps > 0) {
-    auto prefetch = [&](const Step& st, int buf) {  // (the forward's)
+    auto prefetch = [&](const Step& st, int buf) {  // K, V and mask words of step st into buffer buf
       load(sK + buf * kTile * S, k + st.kt0 * D, st.kv_len, k);
       load(sV + buf * kTile * S, v + st.kt0 * D, st.kv_len, v);
       if (tid < kTile) stage_mask(s, st, tid, sMask + buf * kTile + tid);
@@ -274,7 +274,8 @@ __global__ void __launch_bounds__(kThreads, kWg && D == 64 ? 3 : 2) dkdv_kernel(
       const int r = tid - kTile;
       cp_async4(smem_u32(sDelta + buf * kTile + r), r < st.q_len ? delta + st.qt0 + r : delta, r < st.q_len);
     }
-    if (tid < kTile) stage_mask(s, st, tid, sMask + buf * kTile + tid);  // (slot free: see the forward)
+    // (The mask slot was last read by step x - 1, before the barrier that ended it.)
+    if (tid < kTile) stage_mask(s, st, tid, sMask + buf * kTile + tid);
     cp_async_commit();
   };
 
@@ -706,7 +707,7 @@ void round_acc(int64_t n, float scale, const float* acc, const Tensor& out, cons
 
 // Whether the fused backward's dq sums are tile-major (the wgmma kernel's, tile_round_kernel) rather
 // than row-major, and their size in floats: whole 64-row tiles when tile-major.
-bool dq_tiled(const Tensor& q) { return (q.shape(3) == 64 || q.shape(3) == 128) && use_wgmma(64); }
+bool dq_tiled(const Tensor& q) { return use_wgmma(q.shape(3)); }
 int64_t dq_sums_size(const Tensor& q) {
   if (!dq_tiled(q)) return q.numel();
   return q.shape(0) * q.shape(1) * (q.shape(2) + kTile - 1) / kTile * kTile * q.shape(3);
@@ -801,7 +802,7 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
     SPARTA_CHECK(!add_to || !deterministic_algorithms(), op, "the deterministic backward writes dk, dv (no add_to)");
     if (deterministic_algorithms()) {
       const unsigned grid = grid_of(sh.B * sh.H, s.n_keys, op);
-      if (use_wgmma(64)) {  // (at head dims 64 and 128)
+      if (use_wgmma(D)) {
         launch(dkdv_kernel<T, D, false, true>, grid, dkdv_smem<T, D, false, true>(), p, op);
       } else {
         launch(dkdv_kernel<T, D, false>, grid, dkdv_smem<T, D, false>(), p, op);
@@ -809,7 +810,7 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
       launch(dq_kernel<T, D>, grid_of(sh.B * sh.H, sh.N, op), dq_smem<T, D>(), p, op);
       return;
     }
-    const bool wg = use_wgmma(64);  // (at head dims 64 and 128: dq_tiled's)
+    const bool wg = use_wgmma(D);
     const bool own_dq = !dq_sum.defined();
     const int64_t n = dq_sums_size(q), nk = sh.B * sh.H * s.n_keys * D;
     split_columns(p, s, sh.B * sh.H, wg && D == 64 ? 3 : 2);

@@ -323,7 +323,7 @@ int64_t in_place_launches() { return g_in_place_launches.load(); }
 void count_in_place_launch() { ++g_in_place_launches; }
 
 bool reads_in_place(const Segment& s, const Tensor& q) {
-  return s.residue_stride > 0 && (q.shape(3) == 64 || q.shape(3) == 128) && use_wgmma(64);
+  return s.residue_stride > 0 && use_wgmma(q.shape(3));
 }
 
 void forward_in_place(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
@@ -344,7 +344,7 @@ void forward_in_place(const Segment& s, double scale, const Tensor& q, const Ten
 void forward_merged(const Segment& s, double scale, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                     const Tensor& lse) {
   const char* op = "sparse_attention";
-  SPARTA_CHECK((q.shape(3) == 64 || q.shape(3) == 128) && use_wgmma(64) && !s.q_pos && !s.k_pos, op,
+  SPARTA_CHECK(use_wgmma(q.shape(3)) && !s.q_pos && !s.k_pos, op,
                "merging into a prior result takes a segment in token order, at head dim 64 or 128 on wgmma");
   const Shape4 sh = shape_of(q);
   Params p = params_of(s, scale, q, k);
@@ -382,7 +382,7 @@ void forward_pair(const Segment& s, const Segment* s2, double scale, const Tenso
   dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
-    if (use_wgmma(64)) {  // (the device's test: at head dim 128 the forward runs on wgmma too)
+    if (use_wgmma(D)) {
       launch(forward_kernel<T, D, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, true>(), p, op);
       return;
     }

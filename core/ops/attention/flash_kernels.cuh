@@ -573,11 +573,10 @@ void dispatch(DType dt, int64_t D, const char* op, F&& f) {
   return by_dtype(dt, op, by_dim);
 }
 
-// Whether this call runs the wgmma kernels: head dim 64 on a compute capability 9.0 device (the
-// build's sm_90a code), unless SPARTA_FLASH_WGMMA=0 (for A/B comparisons). (The forward and the
-// fused backward ask with 64 at head dim 128 too: their kernels cover both.)
+// Whether this call runs the wgmma kernels: head dim 64 or 128 on a compute capability 9.0 device
+// (the build's sm_90a code), unless SPARTA_FLASH_WGMMA=0 (for A/B comparisons).
 inline bool use_wgmma(int64_t D) {
-  if (D != 64) return false;
+  if (D != 64 && D != 128) return false;
   if (const char* v = std::getenv("SPARTA_FLASH_WGMMA"); v != nullptr && v[0] == '0') return false;
   int dev = 0, major = 0, minor = 0;
   SPARTA_CUDA_CHECK("sparse_attention", cudaGetDevice(&dev));
