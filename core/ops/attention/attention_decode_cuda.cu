@@ -9,9 +9,16 @@
 // Inside a block, a group of G threads owns one key at a time: each thread holds a 16-byte chunk
 // (or more) of the head dimension of q, loads the same chunk of the key's k and v rows, and the
 // group reduces the dot product by shuffles. Each group keeps its own online softmax over the keys
-// it saw; the groups merge through shared memory at the end. A group takes kUnroll keys per step,
-// so that 2 * kUnroll 16-byte loads per thread are in flight before the first score is needed;
-// the next entry's block index is loaded during the current one's keys.
+// it saw; the groups merge through shared memory at the end. A group takes kUnroll keys per step.
+// Where a thread's chunk is 16 bytes and one chunk covers the head dimension (bf16 and f16 up to
+// 256, f32 up to 128), the step's k and v chunks go to shared memory as asynchronous copies
+// (cp.async), each thread into its own slots, and the step kStages - 1 back is computed from
+// them: the loads of kStages - 1 steps are in flight during the arithmetic, without registers
+// held for them (loading into registers, a step's loads waited for the arithmetic of the one
+// before, and the dense 64K batch-8 decode read 2.5 TB/s on an H200, DRAM 53% busy, 4 blocks per
+// SM at 108 registers). Otherwise the step's loads go to registers, 2 kUnroll 16-byte loads (or
+// element loads) per thread in flight before the first score is needed.
+// The next entry's block index is loaded during the current one's keys.
 // Keys that the entry's kind or mask bits reject (or past the cache) are never loaded.
 #include <algorithm>
 #include <atomic>
@@ -19,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/cuda/async_copy.cuh"
 #include "core/cuda/check.h"
 #include "core/cuda/reduce.cuh"
 #include "core/cuda/types.cuh"
@@ -83,10 +91,22 @@ __device__ __forceinline__ void load_raw(const T* p, T (&x)[V]) {
 // Query row `row` = (b, h, tq) of the grid's y; its split `blockIdx.x`. Writes the normalised
 // output when there is one split, else the split's (m, l, acc) to the workspace.
 template <typename T, typename C, int V, int NC>
+constexpr bool kAsyncLoads = V * sizeof(T) == 16 && NC == 1;
+constexpr int kStages = 3;
+// The kernel's shared memory: the groups' (m, l) and outputs for their merge, and with
+// kAsyncLoads the stages before it, in the same bytes (48 KB at kStages = 3: no opt-in needed).
+template <typename T, typename C, int V, int NC>
+size_t decode_smem(int n_groups, int64_t D) {
+  const size_t merge = sizeof(C) * size_t(2 * n_groups + n_groups * D);
+  return kAsyncLoads<T, C, V, NC> ? std::max(merge, size_t(kStages * kUnroll * 2 * kThreads * 16)) : merge;
+}
+
+template <typename T, typename C, int V, int NC>
 __global__ void __launch_bounds__(kThreads)
     decode_kernel(DecodeArgs a, const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                   T* __restrict__ out, C* __restrict__ ws_m, C* __restrict__ ws_l, C* __restrict__ ws_acc, C scale) {
-  extern __shared__ unsigned char smem_raw[];
+  constexpr bool kAsync = kAsyncLoads<T, C, V, NC>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   C* sm_ml = reinterpret_cast<C*>(smem_raw);  // m, l per group
   const int G = a.group, n_groups = kThreads / G;
   C* sm_acc = sm_ml + 2 * n_groups;  // n_groups x D
@@ -113,6 +133,66 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   C m = -C(INFINITY), l = 0;
+
+  // One step's keys (u: kUnroll of them, ok: the allowed ones) into the group's online softmax.
+  auto update = [&](const T (&kr)[kUnroll][NC][V], const T (&vr)[kUnroll][NC][V], const bool (&ok)[kUnroll]) {
+    C sc[kUnroll];
+    C m_new = m;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      C dot = 0;
+#pragma unroll
+      for (int cc = 0; cc < NC; ++cc)
+#pragma unroll
+        for (int x = 0; x < V; ++x) dot += qr[cc][x] * convert<C>(kr[u][cc][x]);
+      for (int o = G / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(kFullMask, dot, o);
+      sc[u] = dot;
+      if (ok[u]) m_new = max(m_new, dot);
+    }
+    if (m_new == -C(INFINITY)) return;  // the group saw no key yet
+    // The online softmax: what was accumulated under the old max is rescaled to the new one.
+    const C alpha = exp_c(m - m_new);
+    l *= alpha;
+#pragma unroll
+    for (int cc = 0; cc < NC; ++cc)
+#pragma unroll
+      for (int x = 0; x < V; ++x) acc[cc][x] *= alpha;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const C pr = ok[u] ? exp_c(sc[u] - m_new) : C(0);
+      l += pr;
+#pragma unroll
+      for (int cc = 0; cc < NC; ++cc)
+#pragma unroll
+        for (int x = 0; x < V; ++x) acc[cc][x] += pr * convert<C>(vr[u][cc][x]);
+    }
+    m = m_new;
+  };
+  // kAsync: each thread's k and v chunks of a step go to its own 16-byte slots of a stage (so it
+  // reads only what it copied itself: no barrier), kStages - 1 steps ahead of the step computed;
+  // ring holds the steps' allowed bits, kUnroll a step, the newest lowest.
+  // (The stages are the merge's memory too: it starts after a barrier.)
+  unsigned char* stages = smem_raw;
+  auto slot = [&](int st, int u, int kv) {
+    return smem_u32(stages + (size_t((st * kUnroll + u) * 2 + kv) * kThreads + threadIdx.x) * 16);
+  };
+  int64_t issued = 0;
+  unsigned ring = 0;
+  auto from_stage = [&](int st, unsigned bits) {
+    if constexpr (kAsync) {
+      T kr[kUnroll][NC][V], vr[kUnroll][NC][V];
+      bool ok[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        ok[u] = (bits >> u) & 1u;
+        const uint4* at = reinterpret_cast<const uint4*>(stages) + size_t((st * kUnroll + u) * 2) * kThreads + threadIdx.x;
+        const uint4 kraw = at[0], vraw = at[kThreads];
+        memcpy(kr[u][0], &kraw, 16);
+        memcpy(vr[u][0], &vraw, 16);
+      }
+      update(kr, vr, ok);
+    }
+  };
 
   // This split's share of the row's entries, counted over the segments in order.
   int64_t total = 0;
@@ -150,72 +230,70 @@ __global__ void __launch_bounds__(kThreads)
       // The trip count is the same for every thread of the block: the shuffles below see full warps.
       for (int64_t c0 = 0; c0 < cols; c0 += int64_t(n_groups) * kUnroll) {
         bool ok[kUnroll];
-        // Kept as loaded (T), converted where used: half the registers of converting up front for
-        // 16-bit types, which leaves room for more blocks, so more loads in flight per SM.
-        T kr[kUnroll][NC][V], vr[kUnroll][NC][V];
+        int64_t kp[kUnroll];
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
           const int64_t c = c0 + u * n_groups + grp;
           ok[u] = false;
-          int64_t kp = 0;
+          kp[u] = 0;
           if (c < cols) {
-            kp = s.k_pos ? s.k_pos[k0 + c] : k0 + c;
-            if (kp < n_cached) {
+            kp[u] = s.k_pos ? s.k_pos[k0 + c] : k0 + c;
+            if (kp[u] < n_cached) {
               if (kind == BlockLayout::kFull) {
                 ok[u] = true;
               } else if (kind == BlockLayout::kCausal) {
-                ok[u] = kp <= pos;
+                ok[u] = kp[u] <= pos;
               } else {
                 const int64_t bit = mask0 + c;
                 ok[u] = (s.mask_bits[bit >> 6] >> (bit & 63)) & 1u;
               }
             }
           }
+        }
+        if constexpr (kAsync) {
+          // This step's keys into its stage; the step kStages - 1 back is computed from its own.
+          const int st = int(issued % kStages);
+          unsigned bits = 0;
 #pragma unroll
-          for (int cc = 0; cc < NC; ++cc) {
-            const int idx = cc * G + g;
-            if (ok[u] && idx < a.chunks) {
-              load_raw<V>(kb + kp * a.ks2 + idx * V, kr[u][cc]);
-              load_raw<V>(vb + kp * a.vs2 + idx * V, vr[u][cc]);
-            } else {
-#pragma unroll
-              for (int x = 0; x < V; ++x) kr[u][cc][x] = vr[u][cc][x] = convert<T>(C(0));
-            }
+          for (int u = 0; u < kUnroll; ++u) {
+            const bool live = ok[u] && g < a.chunks;
+            cp_async16(slot(st, u, 0), live ? kb + kp[u] * a.ks2 + g * V : kb, live);
+            cp_async16(slot(st, u, 1), live ? vb + kp[u] * a.vs2 + g * V : vb, live);
+            bits |= unsigned(ok[u]) << u;
           }
+          cp_async_commit();
+          ring = ring << kUnroll | bits;
+          if (++issued >= kStages) {
+            cp_async_wait<kStages - 1>();
+            from_stage(int((issued - kStages) % kStages), ring >> (kUnroll * (kStages - 1)));
+          }
+        } else {
+          // Kept as loaded (T), converted where used: half the registers of converting up front for
+          // 16-bit types, which leaves room for more blocks, so more loads in flight per SM.
+          T kr[kUnroll][NC][V], vr[kUnroll][NC][V];
+#pragma unroll
+          for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+            for (int cc = 0; cc < NC; ++cc) {
+              const int idx = cc * G + g;
+              if (ok[u] && idx < a.chunks) {
+                load_raw<V>(kb + kp[u] * a.ks2 + idx * V, kr[u][cc]);
+                load_raw<V>(vb + kp[u] * a.vs2 + idx * V, vr[u][cc]);
+              } else {
+#pragma unroll
+                for (int x = 0; x < V; ++x) kr[u][cc][x] = vr[u][cc][x] = convert<T>(C(0));
+              }
+            }
+          update(kr, vr, ok);
         }
-        C sc[kUnroll];
-        C m_new = m;
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          C dot = 0;
-#pragma unroll
-          for (int cc = 0; cc < NC; ++cc)
-#pragma unroll
-            for (int x = 0; x < V; ++x) dot += qr[cc][x] * convert<C>(kr[u][cc][x]);
-          for (int o = G / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(kFullMask, dot, o);
-          sc[u] = dot;
-          if (ok[u]) m_new = max(m_new, dot);
-        }
-        if (m_new == -C(INFINITY)) continue;  // the group saw no key yet
-        // The online softmax: what was accumulated under the old max is rescaled to the new one.
-        const C alpha = exp_c(m - m_new);
-        l *= alpha;
-#pragma unroll
-        for (int cc = 0; cc < NC; ++cc)
-#pragma unroll
-          for (int x = 0; x < V; ++x) acc[cc][x] *= alpha;
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          const C pr = ok[u] ? exp_c(sc[u] - m_new) : C(0);
-          l += pr;
-#pragma unroll
-          for (int cc = 0; cc < NC; ++cc)
-#pragma unroll
-            for (int x = 0; x < V; ++x) acc[cc][x] += pr * convert<C>(vr[u][cc][x]);
-        }
-        m = m_new;
       }
     }
+  }
+  if constexpr (kAsync) {  // the last kStages - 1 steps (or fewer), oldest first
+    cp_async_wait<0>();
+    const int64_t left = issued < kStages - 1 ? issued : kStages - 1;
+    for (int64_t t = 0; t < left; ++t) from_stage(int((issued - left + t) % kStages), ring >> (kUnroll * int(left - 1 - t)));
+    __syncthreads();  // every thread is done with its stages: the merge below reuses them
   }
 
   // Merge the groups: weights e^(m_g - M), zero for a group that saw nothing.
@@ -339,7 +417,6 @@ void launch(DecodeArgs a, int64_t rows, int64_t entries, double scale, const Ten
   while (a.group < 32 && a.group < a.chunks) a.group *= 2;
   const int nc = (a.chunks + a.group - 1) / a.group;
   const int n_groups = kThreads / a.group;
-  const size_t smem = sizeof(C) * size_t(2 * n_groups + n_groups * D);
   Tensor ws_ml, ws_acc;  // freed in stream order after the kernels
   C *wm = nullptr, *wl = nullptr, *wacc = nullptr;
   const T* qp = static_cast<const T*>(q.data_ptr());
@@ -349,6 +426,7 @@ void launch(DecodeArgs a, int64_t rows, int64_t entries, double scale, const Ten
   auto go = [&](auto v_c, auto nc_c) {
     constexpr int VC = decltype(v_c)::value, NCC = decltype(nc_c)::value;
     auto* kernel = decode_kernel<T, C, VC, NCC>;
+    const size_t smem = decode_smem<T, C, VC, NCC>(n_groups, D);
     a.n_splits = choose_splits(rows, entries, resident_blocks<decode_kernel<T, C, VC, NCC>>(smem));
     g_last_splits = a.n_splits;
     const int S = a.n_splits;
