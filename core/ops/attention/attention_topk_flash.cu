@@ -48,31 +48,39 @@ __device__ __forceinline__ unsigned count_at_least(const Key (&key)[NV], Key c) 
 
 // The largest key K with at least k of the warp's keys >= K (the k-th largest), given that it
 // lies in [lo, hi]: the bits above their highest difference are K's, the rest are decided from the
-// top, two a round (three counts whose reductions overlap: the search is a chain of them). Keys of
-// 0 stand for no score and never count (every K tried has a bit set).
+// top, one count a bit. (Two bits a round, three counts whose reductions overlap, halve the chain
+// but take half as many counts again: the kernel is bound by issued instructions, not latency.)
+// Keys of 0 stand for no score and never count (every K tried has a bit set).
 template <int NV>
 __device__ __forceinline__ Key kth_key(const Key (&key)[NV], unsigned k, Key lo, Key hi) {
   if (lo == hi) return lo;
-  int left = 32 - __clz(lo ^ hi);  // bits left to decide: left - 1 .. 0
+  const int left = 32 - __clz(lo ^ hi);  // bits left to decide: left - 1 .. 0
   Key K = lo & ~((Key(2) << (left - 1)) - 1);  // (2 << 31 wraps to 0: nothing fixed)
-  if (left & 1) {
-    const Key c = K | (Key(1) << (left - 1));
-    if (count_at_least(key, c) >= k) K = c;
-    --left;
-  }
 #pragma unroll 1
-  for (; left > 0; left -= 2) {
-    const Key c1 = K | (Key(1) << (left - 2)), c2 = K | (Key(2) << (left - 2)), c3 = K | (Key(3) << (left - 2));
-    const unsigned n1 = count_at_least(key, c1), n2 = count_at_least(key, c2), n3 = count_at_least(key, c3);
-    K = n3 >= k ? c3 : n2 >= k ? c2 : n1 >= k ? c1 : K;
+  for (int b = left - 1; b >= 0; --b) {
+    const Key c = K | (Key(1) << b);
+    if (count_at_least(key, c) >= k) K = c;
   }
   return K;
+}
+
+// The k-th largest of a row's keys in the warp's registers (its keys in compacted form, kFew a
+// lane, read from scratch when they number at most 32 kFew; else searched in place).
+template <int kFewKeys>
+__device__ __forceinline__ Key kth_of_compacted(const Key* scratch, unsigned total, unsigned k, Key floor, Key high,
+                                                int lane) {
+  Key few[kFewKeys];
+#pragma unroll
+  for (int j = 0; j < kFewKeys; ++j) few[j] = lane + 32 * j < int(total) ? scratch[lane + 32 * j] : 0;
+  __syncwarp();  // every lane has read scratch before the next row writes it
+  return kth_key(few, k, floor, high);
 }
 
 // The k-th largest of a row's keys (0: none), top: the lane's largest. For k <= 32 it is at
 // least the smallest of the 32 lanes' largest keys (32 distinct keys reach that), so when at most
 // 32 kFew keys reach that floor they are compacted into `scratch` (32 kFew per warp) and searched
-// kFew a lane instead of kKeysPerLane.
+// kFew a lane instead of kKeysPerLane, or 4 a lane when they fit (for a row of 512 random scores
+// the floor is near their 79th percentile: about 110 keys reach it).
 __device__ __forceinline__ Key row_kth(const Key (&key)[kKeysPerLane], Key top, unsigned k, Key* scratch, int lane) {
   const Key floor = k <= 32 ? __reduce_min_sync(0xffffffffu, top) : 0;
   const Key high = __reduce_max_sync(0xffffffffu, top);
@@ -92,11 +100,8 @@ __device__ __forceinline__ Key row_kth(const Key (&key)[kKeysPerLane], Key top, 
   for (int j = 0; j < kKeysPerLane; ++j)
     if (key[j] != 0 && key[j] >= floor) scratch[before++] = key[j];
   __syncwarp();
-  Key few[kFew];
-#pragma unroll
-  for (int j = 0; j < kFew; ++j) few[j] = lane + 32 * j < int(total) ? scratch[lane + 32 * j] : 0;
-  __syncwarp();  // every lane has read scratch before the next row writes it
-  return kth_key(few, k, floor, high);
+  if (total <= 32 * 4) return kth_of_compacted<4>(scratch, total, k, floor, high, lane);
+  return kth_of_compacted<kFew>(scratch, total, k, floor, high, lane);
 }
 
 // ORs the n low bits of word into bits at bit offset `at` (rows of a ragged entry are not
