@@ -215,17 +215,39 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t n = rp[i + 1] - rp[i];
     const int64_t e0 = rp[i] + max(lo - base, int64_t(0)), e1 = rp[i] + min(hi - base, n);
     base += n;
-    // The next entry's block and kind are loaded while this one's keys are: otherwise each entry
-    // waits for them before it can even address its keys (two memory round trips per entry).
-    int32_t j_next = e0 < e1 ? s.col_idx[e0] : 0;
-    uint8_t kind_next = e0 < e1 ? s.kind[e0] : 0;
-    for (int64_t e = e0; e < e1; ++e) {
-      const int64_t k0 = int64_t(j_next) * s.block_k, cols = min(s.block_k, s.n_keys - k0);
-      const uint8_t kind = kind_next;
-      if (e + 1 < e1) {
-        j_next = s.col_idx[e + 1];
-        kind_next = s.kind[e + 1];
+    // An entry's block and kind are loaded two entries ahead of its keys, and (gathered keys) a
+    // step's key positions one step ahead: otherwise each step waits for them before it can even
+    // address its keys (a memory round trip or two per step; the positions' were the largest
+    // stall of fixed attention's decode).
+    struct Entry {
+      int32_t j = 0;
+      uint8_t kind = 0;
+    };
+    auto entry_at = [&](int64_t e) {
+      Entry x;
+      if (e < e1) {
+        x.j = s.col_idx[e];
+        x.kind = s.kind[e];
       }
+      return x;
+    };
+    // The positions of step c0's keys of the entry at block j (gathered keys only).
+    auto positions = [&](int32_t j, int64_t c0, int64_t (&kp)[kUnroll]) {
+      if (!s.k_pos) return;
+      const int64_t k0 = int64_t(j) * s.block_k, cols = min(s.block_k, s.n_keys - k0);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t c = c0 + u * n_groups + grp;
+        kp[u] = s.k_pos[k0 + (c < cols ? c : 0)];
+      }
+    };
+    Entry ent = entry_at(e0), ent1 = entry_at(e0 + 1);
+    int64_t kp_next[kUnroll] = {};
+    if (e0 < e1) positions(ent.j, 0, kp_next);
+    for (int64_t e = e0; e < e1; ++e) {
+      const Entry ent2 = entry_at(e + 2);
+      const int64_t k0 = int64_t(ent.j) * s.block_k, cols = min(s.block_k, s.n_keys - k0);
+      const uint8_t kind = ent.kind;
       const int64_t mask0 = kind == BlockLayout::kPartial ? s.mask_offset[e] + r * cols : 0;
       // The trip count is the same for every thread of the block: the shuffles below see full warps.
       for (int64_t c0 = 0; c0 < cols; c0 += int64_t(n_groups) * kUnroll) {
@@ -235,20 +257,23 @@ __global__ void __launch_bounds__(kThreads)
         for (int u = 0; u < kUnroll; ++u) {
           const int64_t c = c0 + u * n_groups + grp;
           ok[u] = false;
-          kp[u] = 0;
-          if (c < cols) {
-            kp[u] = s.k_pos ? s.k_pos[k0 + c] : k0 + c;
-            if (kp[u] < n_cached) {
-              if (kind == BlockLayout::kFull) {
-                ok[u] = true;
-              } else if (kind == BlockLayout::kCausal) {
-                ok[u] = kp[u] <= pos;
-              } else {
-                const int64_t bit = mask0 + c;
-                ok[u] = (s.mask_bits[bit >> 6] >> (bit & 63)) & 1u;
-              }
+          kp[u] = s.k_pos ? kp_next[u] : k0 + c;
+          if (c < cols && kp[u] < n_cached) {
+            if (kind == BlockLayout::kFull) {
+              ok[u] = true;
+            } else if (kind == BlockLayout::kCausal) {
+              ok[u] = kp[u] <= pos;
+            } else {
+              const int64_t bit = mask0 + c;
+              ok[u] = (s.mask_bits[bit >> 6] >> (bit & 63)) & 1u;
             }
           }
+        }
+        // The next step's positions: this entry's next keys, or the next entry's first.
+        if (c0 + int64_t(n_groups) * kUnroll < cols) {
+          positions(ent.j, c0 + int64_t(n_groups) * kUnroll, kp_next);
+        } else if (e + 1 < e1) {
+          positions(ent1.j, 0, kp_next);
         }
         if constexpr (kAsync) {
           // This step's keys into its stage; the step kStages - 1 back is computed from its own.
@@ -287,6 +312,8 @@ __global__ void __launch_bounds__(kThreads)
           update(kr, vr, ok);
         }
       }
+      ent = ent1;
+      ent1 = ent2;
     }
   }
   if constexpr (kAsync) {  // the last kStages - 1 steps (or fewer), oldest first
