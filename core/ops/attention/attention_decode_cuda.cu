@@ -18,7 +18,8 @@
 // before, and the dense 64K batch-8 decode read 2.5 TB/s on an H200, DRAM 53% busy, 4 blocks per
 // SM at 108 registers). Otherwise the step's loads go to registers, 2 kUnroll 16-byte loads (or
 // element loads) per thread in flight before the first score is needed.
-// The next entry's block index is loaded during the current one's keys.
+// An entry's block index and kind are loaded two entries ahead, gathered keys' positions a step
+// ahead: no step waits for them before it can address its keys.
 // Keys that the entry's kind or mask bits reject (or past the cache) are never loaded.
 #include <algorithm>
 #include <atomic>
@@ -88,8 +89,6 @@ __device__ __forceinline__ void load_raw(const T* p, T (&x)[V]) {
   }
 }
 
-// Query row `row` = (b, h, tq) of the grid's y; its split `blockIdx.x`. Writes the normalised
-// output when there is one split, else the split's (m, l, acc) to the workspace.
 template <typename T, typename C, int V, int NC>
 constexpr bool kAsyncLoads = V * sizeof(T) == 16 && NC == 1;
 constexpr int kStages = 3;
@@ -101,6 +100,8 @@ size_t decode_smem(int n_groups, int64_t D) {
   return kAsyncLoads<T, C, V, NC> ? std::max(merge, size_t(kStages * kUnroll * 2 * kThreads * 16)) : merge;
 }
 
+// Query row `row` = (b, h, tq) of the grid's y; its split `blockIdx.x`. Writes the normalised
+// output when there is one split, else the split's (m, l, acc) to the workspace.
 template <typename T, typename C, int V, int NC>
 __global__ void __launch_bounds__(kThreads)
     decode_kernel(DecodeArgs a, const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
@@ -172,9 +173,8 @@ __global__ void __launch_bounds__(kThreads)
   // reads only what it copied itself: no barrier), kStages - 1 steps ahead of the step computed;
   // ring holds the steps' allowed bits, kUnroll a step, the newest lowest.
   // (The stages are the merge's memory too: it starts after a barrier.)
-  unsigned char* stages = smem_raw;
-  auto slot = [&](int st, int u, int kv) {
-    return smem_u32(stages + (size_t((st * kUnroll + u) * 2 + kv) * kThreads + threadIdx.x) * 16);
+  auto chunk = [&](int st, int u, int kv) {  // this thread's slot of step st's key u, k (0) or v (1)
+    return reinterpret_cast<uint4*>(smem_raw) + size_t((st * kUnroll + u) * 2 + kv) * kThreads + threadIdx.x;
   };
   int64_t issued = 0;
   unsigned ring = 0;
@@ -185,8 +185,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         ok[u] = (bits >> u) & 1u;
-        const uint4* at = reinterpret_cast<const uint4*>(stages) + size_t((st * kUnroll + u) * 2) * kThreads + threadIdx.x;
-        const uint4 kraw = at[0], vraw = at[kThreads];
+        const uint4 kraw = *chunk(st, u, 0), vraw = *chunk(st, u, 1);
         memcpy(kr[u][0], &kraw, 16);
         memcpy(vr[u][0], &vraw, 16);
       }
@@ -282,8 +281,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
           for (int u = 0; u < kUnroll; ++u) {
             const bool live = ok[u] && g < a.chunks;
-            cp_async16(slot(st, u, 0), live ? kb + kp[u] * a.ks2 + g * V : kb, live);
-            cp_async16(slot(st, u, 1), live ? vb + kp[u] * a.vs2 + g * V : vb, live);
+            cp_async16(smem_u32(chunk(st, u, 0)), live ? kb + kp[u] * a.ks2 + g * V : kb, live);
+            cp_async16(smem_u32(chunk(st, u, 1)), live ? vb + kp[u] * a.vs2 + g * V : vb, live);
             bits |= unsigned(ok[u]) << u;
           }
           cp_async_commit();
