@@ -70,16 +70,32 @@ __device__ __forceinline__ void bulk_wait_all() {
 #endif
 }
 
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+// (Like the products below, the fences and waits are empty for other targets: the PTX embedded for
+// older GPUs must hold no wgmma instruction, or their driver could not compile any kernel of the file.)
+__device__ __forceinline__ void wg_fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_commit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
 // Until at most N of the warpgroup's committed groups are still in flight.
 template <int N>
 __device__ __forceinline__ void wg_wait() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
 }
 // Makes this thread's generic-proxy writes to shared memory (st.shared, cp.async) visible to the
 // async proxy that wgmma reads through; a barrier must follow before the wgmma.
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
 
 // The 32 accumulator operands of one m64n64 product (C: "+f" to accumulate, "=f" to overwrite).
 #define SPARTA_WG_ACC(C)                                                                                          \
