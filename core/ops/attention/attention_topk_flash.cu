@@ -74,8 +74,8 @@ __device__ __forceinline__ Key kth_key(const Key (&key)[NV], unsigned k, Key lo,
   return K;
 }
 
-// The k-th largest of a row's keys in the warp's registers (its keys in compacted form, kFew a
-// lane, read from scratch when they number at most 32 kFew; else searched in place).
+// The k-th largest of a row's `total` compacted keys in scratch (at most 32 kFewKeys), read into
+// the warp's registers kFewKeys a lane.
 template <int kFewKeys>
 __device__ __forceinline__ Key kth_of_compacted(const Key* scratch, unsigned total, unsigned k, Key floor, Key high,
                                                 int lane) {

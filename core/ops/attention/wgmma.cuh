@@ -70,8 +70,9 @@ __device__ __forceinline__ void bulk_wait_all() {
 #endif
 }
 
-// (Like the products below, the fences and waits are empty for other targets: the PTX embedded for
-// older GPUs must hold no wgmma instruction, or their driver could not compile any kernel of the file.)
+// (For other targets the fences and waits are empty and the products below trap: the PTX embedded
+// for older GPUs must hold no wgmma instruction, or their driver could not compile any kernel of the
+// file.)
 __device__ __forceinline__ void wg_fence() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
