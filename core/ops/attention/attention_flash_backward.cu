@@ -567,11 +567,19 @@ __device__ __forceinline__ float lse_in_log2(float lse) { return lse == -INFINIT
 
 // delta[r] = rowsum(dO * O) of row r (the softmax backward's row term), D / 8 threads per row, each
 // 16 bytes of both; and lse2[r] = lse_in_log2(lse[r]) (one launch for the backward's row terms).
+// Thread x also zeroes floats 8 x .. 8 x + 7 of `zero` (n_zero of them, a multiple of 8; the grid
+// covers them): the fused backward's dq sums, here rather than in a launch of their own (at 16K
+// on the H200 a memset of them took 20 us, about as long as this kernel).
 template <typename T, int D>
 __global__ void delta_kernel(int64_t rows, const T* __restrict__ o, const T* __restrict__ dout, float* __restrict__ delta,
-                             const float* __restrict__ lse, float* __restrict__ lse2) {
+                             const float* __restrict__ lse, float* __restrict__ lse2, float* __restrict__ zero,
+                             int64_t n_zero) {
   constexpr int kLanes = D / 8;
   const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, r = x / kLanes;
+  if (x * 8 < n_zero) {
+    float4* z = reinterpret_cast<float4*>(zero + x * 8);
+    z[0] = z[1] = make_float4(0.f, 0.f, 0.f, 0.f);
+  }
   float sum = 0.f;
   if (r < rows) {
     const uint4 a = reinterpret_cast<const uint4*>(o)[x], b = reinterpret_cast<const uint4*>(dout)[x];
@@ -727,19 +735,21 @@ void round_sums(const float* sums, float scale, const Tensor& dq, const char* op
 }  // namespace
 
 int64_t split_backward_launches() { return g_split_launches.load(); }
-Tensor row_terms(const Tensor& o, const Tensor& dout, const Tensor& lse, const Tensor& delta) {
+Tensor row_terms(const Tensor& o, const Tensor& dout, const Tensor& lse, const Tensor& delta, const Tensor& sums) {
   const char* op = "sparse_attention_backward";
   const Shape4 sh = shape_of(o);
-  const int64_t rows = sh.B * sh.H * sh.N, threads = rows * (sh.D / 8);
+  const int64_t rows = sh.B * sh.H * sh.N, n_zero = sums.defined() ? sums.numel() : 0;
+  SPARTA_CHECK(n_zero % 8 == 0, op, "the dq sums are not whole rows");
+  const int64_t threads = std::max(rows * (sh.D / 8), n_zero / 8);
   Tensor lse2 = Tensor::empty({rows}, DType::f32, o.device());
-  if (rows == 0) return lse2;
+  if (threads == 0) return lse2;
   dispatch(o.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
     delta_kernel<T, D><<<unsigned((threads + 255) / 256), 256, 0, stream()>>>(
         rows, static_cast<const T*>(o.data_ptr()), static_cast<const T*>(dout.data_ptr()),
         static_cast<float*>(delta.data_ptr()), static_cast<const float*>(lse.data_ptr()),
-        static_cast<float*>(lse2.data_ptr()));
+        static_cast<float*>(lse2.data_ptr()), n_zero ? static_cast<float*>(sums.data_ptr()) : nullptr, n_zero);
   });
   SPARTA_CUDA_LAUNCH_CHECK(op);
   return lse2;
@@ -756,10 +766,11 @@ Tensor lse_log2(const Tensor& lse) {
   return out;
 }
 
-Tensor dq_sums(const Tensor& q) {
+Tensor dq_sums(const Tensor& q, bool zeroed) {
   Tensor acc = Tensor::empty({dq_sums_size(q)}, DType::f32, q.device());
-  SPARTA_CUDA_CHECK("sparse_attention_backward",
-                    cudaMemsetAsync(acc.data_ptr(), 0, size_t(acc.numel()) * sizeof(float), stream()));
+  if (zeroed)
+    SPARTA_CUDA_CHECK("sparse_attention_backward",
+                      cudaMemsetAsync(acc.data_ptr(), 0, size_t(acc.numel()) * sizeof(float), stream()));
   return acc;
 }
 

@@ -246,7 +246,7 @@ void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const
 
 void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                      const Tensor& lse, const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk,
-                     const Tensor& dv, const Tensor& lse2) {
+                     const Tensor& dv, const Tensor& lse2, const Tensor& zeroed_sums) {
   const char* op = "sparse_attention_backward";
   const int64_t N = q.shape(2);
   // The first segment writes the gradients when it is in token order over every key; otherwise
@@ -261,7 +261,7 @@ void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, cons
   const bool fused = !deterministic_algorithms();
   auto in_order = [&](const Segment& s) { return fused && !s.q_pos && s.seq_len == N; };
   Tensor sums;
-  if (fused) sums = dq_sums(q);
+  if (fused) sums = zeroed_sums.defined() ? zeroed_sums : dq_sums(q);
   for (int i = 0; i < dl.n_segments; ++i) {
     const Segment& s = dl.host_segments[size_t(i)];
     if (!in_order(s)) continue;

@@ -54,7 +54,10 @@ void forward_merged(const Segment& s, double scale, const Tensor& q, const Tenso
 
 // The backward's row terms, in one launch: delta (B, H, N) f32 = rowsum(dO * O), for o and dout
 // (B, H, N, D) that the kernels take, and the returned lse_log2(lse).
-Tensor row_terms(const Tensor& o, const Tensor& dout, const Tensor& lse, const Tensor& delta);
+// sums: undefined, or an f32 buffer (dq_sums(q, false)) that the same launch zeroes, so that the
+// fused backward's dq sums need no launch of their own.
+Tensor row_terms(const Tensor& o, const Tensor& dout, const Tensor& lse, const Tensor& delta,
+                 const Tensor& sums = Tensor());
 // forward of s and s2 together, as if one segment: s2 has s's query blocks and order (no q_pos),
 // its own keys k2, v2 (B, H, s2->n_keys, D). Null s2: forward(s, ...).
 void forward_pair(const Segment& s, const Segment* s2, double scale, const Tensor& q, const Tensor& k,
@@ -73,7 +76,8 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
 // lse log2(e), +inf where lse = -inf: the dk/dv kernel's form.
 Tensor lse_log2(const Tensor& lse);
 // A zeroed f32 tensor of q's size, and dq = q's dtype(scale * sums).
-Tensor dq_sums(const Tensor& q);
+// (zeroed = false: uninitialized, for row_terms to zero.)
+Tensor dq_sums(const Tensor& q, bool zeroed = true);
 void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq);
 
 // The fused backward of a segment reads_in_place takes: q, k, v, lse, delta, dout in token order;
@@ -93,9 +97,11 @@ void count_in_place_launch();
 int max_segments();
 void forward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                     const Tensor& o, const Tensor& lse);
-// lse2: lse_log2(lse) (row_terms).
+// lse2: lse_log2(lse) (row_terms). sums: the fused backward's zeroed dq sums (row_terms zeroes
+// them), or undefined to make them here.
 void backward_layout(const DeviceLayout& dl, double scale, const Tensor& q, const Tensor& k, const Tensor& v,
                      const Tensor& lse, const Tensor& delta, const Tensor& dout, const Tensor& dq, const Tensor& dk,
-                     const Tensor& dv, const Tensor& lse2);
+                     const Tensor& dv, const Tensor& lse2,
+                     const Tensor& sums = Tensor());
 
 }  // namespace sparta::cuda::flash
