@@ -23,7 +23,6 @@
 #include "core/cuda/types.cuh"
 #include "core/ops.h"
 #include "core/attention/residue_order.h"
-#include "core/determinism.h"
 #include "core/ops/attention/attention.h"
 #include "core/ops/attention/device_layout.cuh"
 #include "core/ops/attention/flash.cuh"
@@ -447,7 +446,7 @@ void sparse_attention_backward(const LayoutPtr& L, double scale, const Tensor& q
       C* delta_p = static_cast<C*>(delta.data_ptr());
       const C* thr_p = threshold.defined() ? static_cast<const C*>(threshold.data_ptr()) : nullptr;
       if (use_flash) {
-        const Tensor sums = deterministic_algorithms() ? Tensor() : flash::dq_sums(q, false);
+        const Tensor sums = flash::backward_dq_sums(q);
         const Tensor lse2 = flash::row_terms(o, dout, lse, delta, sums);
         flash::backward_layout(*dl, scale, q, k, v, lse, delta, dout, dq, dk, dv, lse2, sums);
         return;

@@ -774,6 +774,8 @@ Tensor dq_sums(const Tensor& q, bool zeroed) {
   return acc;
 }
 
+Tensor backward_dq_sums(const Tensor& q) { return deterministic_algorithms() ? Tensor() : dq_sums(q, false); }
+
 void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq) {
   by_dtype(dq.dtype(), "sparse_attention_backward", [&](auto tag) {
     round_sums<decltype(tag)>(static_cast<const float*>(sums.data_ptr()), float(scale), dq, "sparse_attention_backward");

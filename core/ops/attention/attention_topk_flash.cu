@@ -18,7 +18,6 @@
 #include <mutex>
 #include <vector>
 
-#include "core/determinism.h"
 #include "core/ops/attention/flash_kernels.cuh"
 #include "core/ops/attention/radix_key.cuh"
 #include "core/ops/attention/topk.cuh"
@@ -445,7 +444,7 @@ void flash_backward(const LayoutPtr& L, double scale, const Tensor& q, const Ten
                     const Tensor& o, const Tensor& lse, const Tensor& threshold, const Tensor& dout, const Tensor& delta,
                     const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& selection) {
   const flash::Selection sel = flash::select(L, scale, q, k, threshold, false, selection);
-  const Tensor sums = deterministic_algorithms() ? Tensor() : flash::dq_sums(flash::flat(q), false);
+  const Tensor sums = flash::backward_dq_sums(flash::flat(q));
   const Tensor lse2 = flash::row_terms(o, dout, lse, delta, sums);
   flash::backward_layout(sel.layout, scale, flash::flat(q), flash::flat(k), flash::flat(v), flash::flat(lse), delta,
                          flash::flat(dout), flash::flat(dq), flash::flat(dk), flash::flat(dv), lse2, sums);

@@ -78,6 +78,9 @@ Tensor lse_log2(const Tensor& lse);
 // A zeroed f32 tensor of q's size, and dq = q's dtype(scale * sums).
 // (zeroed = false: uninitialized, for row_terms to zero.)
 Tensor dq_sums(const Tensor& q, bool zeroed = true);
+// The dq sums backward_layout's fused backward takes, uninitialized for row_terms to zero; undefined
+// when the backward is the deterministic one, which has none.
+Tensor backward_dq_sums(const Tensor& q);
 void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq);
 
 // The fused backward of a segment reads_in_place takes: q, k, v, lse, delta, dout in token order;
