@@ -75,13 +75,13 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
               const Tensor& lse2 = Tensor(), const Tensor& dq_sum = Tensor(), const int64_t* add_to = nullptr);
 // lse log2(e), +inf where lse = -inf: the dk/dv kernel's form.
 Tensor lse_log2(const Tensor& lse);
-// A zeroed f32 tensor of q's size, and dq = q's dtype(scale * sums).
-// (zeroed = false: uninitialized, for row_terms to zero.)
+// A zeroed f32 tensor of q's size (zeroed = false: uninitialized, for row_terms to zero), and
+// dq = q's dtype(scale * sums).
 Tensor dq_sums(const Tensor& q, bool zeroed = true);
+void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq);
 // The dq sums backward_layout's fused backward takes, uninitialized for row_terms to zero; undefined
 // when the backward is the deterministic one, which has none.
 Tensor backward_dq_sums(const Tensor& q);
-void round_dq_sums(const Tensor& sums, double scale, const Tensor& dq);
 
 // The fused backward of a segment reads_in_place takes: q, k, v, lse, delta, dout in token order;
 // adds its dq, dk, dv into theirs (token order). lse2: lse_log2(lse), or undefined.
