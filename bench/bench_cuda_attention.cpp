@@ -11,10 +11,13 @@
 //                backward, so forward+backward counts 3.5x the forward's
 //   peak MiB     the device's peak allocation during forward+backward, inputs included
 // Timing: CUDA events around each run on the compute stream, after two warm-up runs; the median
-// of --reps runs (one run when a run takes seconds).
+// of --reps runs (one run when a run takes seconds). A run is --iters back-to-back calls, its time
+// divided by them: with 1 (the default) it includes the host's time to queue the first kernel on
+// an idle GPU; with more, the host queues ahead as in a training loop, so it is the device's time
+// per call (bench/pytorch_attention.py --iters times SDPA the same way).
 //
 //   bench_cuda_attention [--seq 4096 16384 65536] [--tokens 16384] [--heads 16] [--dim 64]
-//                        [--block 64] [--reps 5] [--kernel auto|simple] [--no-backward]
+//                        [--block 64] [--reps 5] [--iters 1] [--kernel auto|simple] [--no-backward]
 //                        [--deterministic]  (the backward without atomics: core/determinism.h)
 //                        [--patterns dense local strided fixed topk]  (which rows to run)
 #include <CLI/CLI.hpp>
@@ -40,13 +43,14 @@ using namespace sparta;
 
 namespace {
 
-// The median of `reps` timed runs after two warm-up runs (the first uploads the layout).
-double median_ms(int reps, const std::function<void()>& f) {
+// Milliseconds per call: the median of `reps` timed runs of `iters` calls each, after two warm-up
+// calls (the first uploads the layout).
+double median_ms(int reps, int iters, const std::function<void()>& f) {
   f();
   const double warm = bench::elapsed_ms(1, f);
   if (warm > 2000) return warm;  // seconds per run: one is enough
   std::vector<double> t;
-  for (int r = 0; r < reps; ++r) t.push_back(bench::elapsed_ms(1, f));
+  for (int r = 0; r < reps; ++r) t.push_back(bench::elapsed_ms(iters, f) / iters);
   return bench::median(std::move(t));
 }
 
@@ -56,7 +60,7 @@ int main(int argc, char** argv) {
   CLI::App app{"block-sparse attention benchmark (CUDA)"};
   std::vector<int64_t> lengths = {4096, 16384, 65536};
   int64_t tokens = 16384, heads = 16, dim = 64, block = 64, window = 256;
-  int reps = 5;
+  int reps = 5, iters = 1;
   bool backward = true;
   std::string kernel = "auto";
   app.add_option("--seq", lengths, "sequence lengths");
@@ -66,6 +70,7 @@ int main(int argc, char** argv) {
   app.add_option("--block", block, "block size of the layouts");
   app.add_option("--window", window, "local window");
   app.add_option("--reps", reps, "timed repetitions (median)");
+  app.add_option("--iters", iters, "back-to-back calls per timed repetition")->check(CLI::PositiveNumber);
   app.add_option("--kernel", kernel, "auto: the dispatch chooses; simple: force the simple kernels")
       ->check(CLI::IsMember({"auto", "simple"}));
   app.add_flag("!--no-backward", backward, "time the forward pass only");
@@ -107,7 +112,7 @@ int main(int argc, char** argv) {
         for (int h = 0; h < L->n_layouts; ++h) pairs += double(L->allowed_pairs(h));
         pairs *= double(B) * double(heads / L->n_layouts);
         const cuda::AttentionKernelCounts before = cuda::attention_kernel_counts();
-        const double fwd = median_ms(reps, [&] {
+        const double fwd = median_ms(reps, iters, [&] {
           autograd::NoGradGuard no_grad;
           sparse_attention(q, k, v, L);
         });
@@ -118,7 +123,7 @@ int main(int argc, char** argv) {
                    vv = autograd::requires_grad(v.detach());
             autograd::backward(sparse_attention(qq, kk, vv, L), g);
           };
-          both = median_ms(reps, step);
+          both = median_ms(reps, iters, step);
           cuda::synchronize(dev.index);
           reset_peak_memory(dev);
           step();

@@ -290,6 +290,10 @@ __global__ void __launch_bounds__(kThreads, kWg && D == 64 ? 3 : 2) dkdv_kernel(
 #pragma unroll
     for (int x2 = 0; x2 < 4; ++x2) gk[nt][x2] = gv[nt][x2] = 0.f;
 
+  // Up to here only inputs were read (K, V, the layout): lse2, delta and the zeroed dq sums come
+  // from the kernel before, which a dependent launch may still be running.
+  wait_for_prior_grid();
+  let_dependents_start();
   if (n_steps > 0) {
     Step cur = step(0);
     prefetch(cur, 0);
@@ -576,6 +580,8 @@ __global__ void delta_kernel(int64_t rows, const T* __restrict__ o, const T* __r
                              int64_t n_zero) {
   constexpr int kLanes = D / 8;
   const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, r = x / kLanes;
+  wait_for_prior_grid();  // (row_terms launches it dependent: o and dout may come from the kernel before)
+  let_dependents_start();
   if (x * 8 < n_zero) {
     float4* z = reinterpret_cast<float4*>(zero + x * 8);
     z[0] = z[1] = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -652,6 +658,8 @@ __global__ void __launch_bounds__(128) tile_round_kernel(int64_t N, int64_t n_ti
   __shared__ __align__(16) float tile[kTile * RS];
   const int tid = threadIdx.x;
   const int64_t bh = blockIdx.x / n_tiles, t = blockIdx.x % n_tiles;
+  wait_for_prior_grid();  // the sums come from the dk/dv kernel (launched dependent after it)
+  let_dependents_start();
   const float4* src = reinterpret_cast<const float4*>(acc) + int64_t(blockIdx.x) * kTile * D / 4;
 #pragma unroll
   for (int k = 0; k < kTile * D / 4 / 128; ++k) {
@@ -729,7 +737,8 @@ void round_sums(const float* sums, float scale, const Tensor& dq, const char* op
   if (tiles == 0) return;
   SPARTA_CHECK(tiles < (int64_t(1) << 31), op, "too many tiles for one launch: ", tiles);
   auto kernel = dq.shape(3) == 64 ? tile_round_kernel<T, false, 64> : tile_round_kernel<T, false, 128>;
-  kernel<<<unsigned(tiles), 128, 0, stream()>>>(N, n_tiles, scale, sums, static_cast<T*>(dq.data_ptr()), RowMap{});
+  launch_dependent(op, kernel, dim3(unsigned(tiles)), dim3(128), 0, stream(), N, n_tiles, scale, sums,
+                   static_cast<T*>(dq.data_ptr()), RowMap{});
   SPARTA_CUDA_LAUNCH_CHECK(op);
 }
 }  // namespace
@@ -746,10 +755,11 @@ Tensor row_terms(const Tensor& o, const Tensor& dout, const Tensor& lse, const T
   dispatch(o.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
-    delta_kernel<T, D><<<unsigned((threads + 255) / 256), 256, 0, stream()>>>(
-        rows, static_cast<const T*>(o.data_ptr()), static_cast<const T*>(dout.data_ptr()),
-        static_cast<float*>(delta.data_ptr()), static_cast<const float*>(lse.data_ptr()),
-        static_cast<float*>(lse2.data_ptr()), n_zero ? static_cast<float*>(sums.data_ptr()) : nullptr, n_zero);
+    launch_dependent(op, delta_kernel<T, D>, dim3(unsigned((threads + 255) / 256)), dim3(256), 0, stream(), rows,
+                     static_cast<const T*>(o.data_ptr()), static_cast<const T*>(dout.data_ptr()),
+                     static_cast<float*>(delta.data_ptr()), static_cast<const float*>(lse.data_ptr()),
+                     static_cast<float*>(lse2.data_ptr()), n_zero ? static_cast<float*>(sums.data_ptr()) : nullptr,
+                     n_zero);
   });
   SPARTA_CUDA_LAUNCH_CHECK(op);
   return lse2;
@@ -839,7 +849,7 @@ void backward(const Segment& s, double scale, const Tensor& q, const Tensor& k, 
       SPARTA_CUDA_CHECK(op, cudaMemsetAsync(sums, 0, size_t(acc.numel()) * sizeof(float), stream()));
     const unsigned grid = grid_of(sh.B * sh.H * p.kv_chunks, s.n_keys, op);
     if (wg) {
-      launch(dkdv_kernel<T, D, true, true>, grid, dkdv_smem<T, D, true, true>(), p, op);
+      launch(dkdv_kernel<T, D, true, true>, grid, dkdv_smem<T, D, true, true>(), p, op, true);
     } else {
       launch(dkdv_kernel<T, D, true>, grid, dkdv_smem<T, D, true>(), p, op);
     }
@@ -871,9 +881,9 @@ void backward_in_place(const Segment& s, double scale, const Tensor& q, const Te
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
     launch(dkdv_kernel<T, D, true, true, true>, grid_of(sh.B * sh.H, s.n_keys, op), dkdv_smem<T, D, true, true>(), p,
-           op);
-    tile_round_kernel<T, true, D><<<unsigned(tiles), 128, 0, stream()>>>(sh.N, n_tiles, p.scale, p.dq_acc,
-                                                                         static_cast<T*>(dq.data_ptr()), p.map);
+           op, true);
+    launch_dependent(op, tile_round_kernel<T, true, D>, dim3(unsigned(tiles)), dim3(128), 0, stream(), sh.N, n_tiles,
+                     p.scale, static_cast<const float*>(p.dq_acc), static_cast<T*>(dq.data_ptr()), p.map);
     SPARTA_CUDA_LAUNCH_CHECK(op);
   });
   count_in_place_launch();

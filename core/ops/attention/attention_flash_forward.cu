@@ -38,6 +38,9 @@ __global__ void __launch_bounds__(kThreads, kWg ? (D == 128 ? 2 : kGather ? 4 : 
 
   const Segment& s = p.s;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  // Launched the ordinary way (all before it is done), except kMerge, whose main loop may overlap
+  // the segment before it and which waits for it at the epilogue.
+  if constexpr (!kMerge) let_dependents_start();
   const TileLoader<D, kWg> load(tid);
   const QueryTile qt(s, p.H, p.N);
   const int64_t base = qt.bh * p.N * D, kbase = qt.bh * p.Nk * D;
@@ -258,6 +261,10 @@ __global__ void __launch_bounds__(kThreads, kWg ? (D == 128 ? 2 : kGather ? 4 : 
   }
 
   // O through shared memory (the K tiles are free: the loop ended on a barrier after every read).
+  if constexpr (kMerge) {  // the prior segment's o and lse, written by the kernel before
+    wait_for_prior_grid();
+    let_dependents_start();
+  }
   float inv[2];
   float* sPrior = reinterpret_cast<float*>(sMask);  // merging: each row's weight of the prior o (sMask is free)
 #pragma unroll
@@ -356,7 +363,8 @@ void forward_merged(const Segment& s, double scale, const Tensor& q, const Tenso
   dispatch(q.dtype(), sh.D, op, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
-    launch(forward_kernel<T, D, true, false, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, true>(), p, op);
+    launch(forward_kernel<T, D, true, false, true>, grid_of(sh.B * sh.H, sh.N, op), forward_smem<T, D, true>(), p, op,
+           true);
   });
 }
 

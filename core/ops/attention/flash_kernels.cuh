@@ -50,6 +50,7 @@
 
 #include "core/cuda/async_copy.cuh"
 #include "core/cuda/check.h"
+#include "core/cuda/dependent_launch.cuh"
 #include "core/cuda/types.cuh"
 #include "core/attention/residue_order.h"
 #include "core/ops/attention/flash.cuh"
@@ -575,11 +576,16 @@ inline Params in_place_params(const Segment& s, double scale, const Tensor& q, c
   return p;
 }
 
+// dependent: through launch_dependent (the kernel keeps its rules: core/cuda/dependent_launch.cuh).
 template <typename Kernel>
-void launch(Kernel kernel, unsigned grid, size_t smem, const Params& p, const char* op) {
+void launch(Kernel kernel, unsigned grid, size_t smem, const Params& p, const char* op, bool dependent = false) {
   // Above 48 KiB a kernel must opt in to its dynamic shared memory (per device: set every launch).
   SPARTA_CUDA_CHECK(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  kernel<<<grid, kThreads, smem, stream()>>>(p);
+  if (dependent) {
+    launch_dependent(op, kernel, dim3(grid), dim3(kThreads), smem, stream(), p);
+  } else {
+    kernel<<<grid, kThreads, smem, stream()>>>(p);
+  }
   SPARTA_CUDA_LAUNCH_CHECK(op);
 }
 }  // namespace
