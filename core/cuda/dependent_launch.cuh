@@ -1,9 +1,9 @@
 #pragma once
 // Programmatic dependent launch (sm_90): a kernel queued with launch_dependent() may be scheduled
 // while the kernel before it on the stream is still running, so its launch and whatever it does
-// before wait_for_prior_grid() overlap that kernel's last wave. Where a chain of kernels is short
-// (the attention backward at 16K: four kernels of 27 to 180 us), the gaps between them were about
-// 5% of the chain.
+// before wait_for_prior_grid() overlap that kernel's last wave. In the attention backward at 16K
+// (four kernels of 17 to 180 us) this saved 0.5 to 2% of fwd+bwd on an H200 (docs/benchmarks.md,
+// eleventh round): less than the gaps had seemed to cost, but never a loss.
 //
 // The rules a kernel launched this way keeps:
 //   - before wait_for_prior_grid() it only reads inputs that the prior kernel does not write, and
