@@ -579,7 +579,10 @@ __global__ void delta_kernel(int64_t rows, const T* __restrict__ o, const T* __r
                              const float* __restrict__ lse, float* __restrict__ lse2, float* __restrict__ zero,
                              int64_t n_zero) {
   constexpr int kLanes = D / 8;
-  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, r = x / kLanes;
+  // Blocks in reverse: the last rows read and the last sums zeroed, the first heads', are still in
+  // L2 when the dk/dv kernel, which walks the heads in order, starts (and the first rows read are
+  // the last heads', whose o the forward has just written).
+  const int64_t x = int64_t(gridDim.x - 1 - blockIdx.x) * blockDim.x + threadIdx.x, r = x / kLanes;
   wait_for_prior_grid();  // (row_terms launches it dependent: o and dout may come from the kernel before)
   let_dependents_start();
   if (x * 8 < n_zero) {
@@ -657,10 +660,13 @@ __global__ void __launch_bounds__(128) tile_round_kernel(int64_t N, int64_t n_ti
   constexpr int RS = D + 8, NT = D / 8;
   __shared__ __align__(16) float tile[kTile * RS];
   const int tid = threadIdx.x;
-  const int64_t bh = blockIdx.x / n_tiles, t = blockIdx.x % n_tiles;
+  // Tiles in reverse: the dk/dv kernel walks the heads in order, so its last heads' sums are the
+  // ones still in L2.
+  const unsigned tile_at = gridDim.x - 1 - blockIdx.x;
+  const int64_t bh = tile_at / n_tiles, t = tile_at % n_tiles;
   wait_for_prior_grid();  // the sums come from the dk/dv kernel (launched dependent after it)
   let_dependents_start();
-  const float4* src = reinterpret_cast<const float4*>(acc) + int64_t(blockIdx.x) * kTile * D / 4;
+  const float4* src = reinterpret_cast<const float4*>(acc) + int64_t(tile_at) * kTile * D / 4;
 #pragma unroll
   for (int k = 0; k < kTile * D / 4 / 128; ++k) {
     const int i = k * 128 + tid;  // chunk i: warp region i / (32 NT), n-tile i / 32 % NT, lane i % 32
